@@ -38,7 +38,10 @@ CORE_KINDS: dict[str, dict[str, Any]] = {
         "relationships": {"ip_namespace": {"peer": "BuiltinIPNamespace", "cardinality": "one"}},
     },
     "CoreProposedChange": {"attributes": {"name": {}}},
-    "CoreStandardGroup": {"attributes": {"name": {}, "description": {"optional": True}}, "hfid": ["name__value"]},
+    "CoreStandardGroup": {
+        "attributes": {"name": {}, "description": {"optional": True}},
+        "hfid": ["name__value"],
+    },
     "CoreNumberPool": {
         "attributes": {
             "name": {},
@@ -81,7 +84,18 @@ SERVICE_STATUSES = ["draft", "in-delivery", "active", "in-decommissioning", "dec
 NAMESPACE_RE = re.compile(r"^[A-Z][a-z0-9]+$")
 NAME_RE = re.compile(r"^[A-Z][a-zA-Z0-9]+$")
 FIELD_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-ATTRIBUTE_KINDS = {"Text", "TextArea", "Number", "Boolean", "Dropdown", "IPHost", "IPNetwork", "URL", "JSON", "List"}
+ATTRIBUTE_KINDS = {
+    "Text",
+    "TextArea",
+    "Number",
+    "Boolean",
+    "Dropdown",
+    "IPHost",
+    "IPNetwork",
+    "URL",
+    "JSON",
+    "List",
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -142,7 +156,10 @@ def full_kind(registry: dict[str, dict], kind: str) -> dict | None:
         relationships.update(entry["relationships"])
         hfid = entry["hfid"]
         if not hfid:
-            hfid = next((registry[p]["hfid"] for p in entry["inherit_from"] if p in registry and registry[p]["hfid"]), None)
+            hfid = next(
+                (registry[p]["hfid"] for p in entry["inherit_from"] if p in registry and registry[p]["hfid"]),
+                None,
+            )
         if entry["children"]:
             relationships["children"] = {"name": "children", "peer": entry["children"], "cardinality": "many"}
         return {**entry, "attributes": attributes, "relationships": relationships, "hfid": hfid}
@@ -192,21 +209,29 @@ def check_schema_kinds(schemas: dict[str, dict]) -> list[str]:
                     errors.append(f"{filename}: {kind}: duplicated field names")
                 for attr in item.get("attributes", []) or []:
                     if attr.get("kind") not in ATTRIBUTE_KINDS:
-                        errors.append(f"{filename}: {kind}.{attr.get('name')}: unknown attribute kind {attr.get('kind')!r}")
+                        errors.append(
+                            f"{filename}: {kind}.{attr.get('name')}: unknown attribute kind {attr.get('kind')!r}"
+                        )
                     if attr.get("kind") == "Dropdown":
                         choices = [c.get("name") for c in attr.get("choices", []) or []]
                         if not choices or len(choices) != len(set(choices)):
-                            errors.append(f"{filename}: {kind}.{attr['name']}: dropdown needs distinct choices")
+                            errors.append(
+                                f"{filename}: {kind}.{attr['name']}: dropdown needs distinct choices"
+                            )
                         default = attr.get("default_value")
                         if default is not None and default not in choices:
-                            errors.append(f"{filename}: {kind}.{attr['name']}: default {default!r} not a choice")
+                            errors.append(
+                                f"{filename}: {kind}.{attr['name']}: default {default!r} not a choice"
+                            )
     return errors
 
 
 def check_peers_and_inheritance(schemas: dict[str, dict]) -> list[str]:
     registry = build_registry(schemas)
     kinds = known_kinds(registry)
-    generics = {k for k, v in registry.items() if v["generic"]} | {k for k, v in CORE_KINDS.items() if v.get("generic")}
+    generics = {k for k, v in registry.items() if v["generic"]} | {
+        k for k, v in CORE_KINDS.items() if v.get("generic")
+    }
     errors = []
     for filename, schema in schemas.items():
         for ext in (schema.get("extensions") or {}).get("nodes", []) or []:
@@ -227,11 +252,15 @@ def check_peers_and_inheritance(schemas: dict[str, dict]) -> list[str]:
     defined: set[str] = set(CORE_KINDS)
     for filename in SCHEMA_FILES:
         schema = schemas[filename]
-        defined |= {f"{i['namespace']}{i['name']}" for s in ("generics", "nodes") for i in schema.get(s, []) or []}
+        defined |= {
+            f"{i['namespace']}{i['name']}" for s in ("generics", "nodes") for i in schema.get(s, []) or []
+        }
         items = [i for s in ("generics", "nodes") for i in schema.get(s, []) or []]
         items += (schema.get("extensions") or {}).get("nodes", []) or []
         for item in items:
-            used = [r.get("peer") for r in item.get("relationships", []) or []] + list(item.get("inherit_from", []) or [])
+            used = [r.get("peer") for r in item.get("relationships", []) or []] + list(
+                item.get("inherit_from", []) or []
+            )
             used += [item["kind"]] if "kind" in item else []
             for target in used:
                 if target not in defined:
@@ -250,23 +279,34 @@ def check_identifiers(schemas: dict[str, dict]) -> list[str]:
                 sides.setdefault("<missing>", []).append((kind, rel))
                 continue
             sides.setdefault(identifier, []).append((kind, rel))
-    errors = [f"{kind}.{rel['name']}: relationship without identifier" for kind, rel in sides.pop("<missing>", [])]
+    errors = [
+        f"{kind}.{rel['name']}: relationship without identifier" for kind, rel in sides.pop("<missing>", [])
+    ]
     for identifier, decls in sides.items():
         where = [f"{kind}.{rel['name']}" for kind, rel in decls]
         if identifier in ONE_SIDED_IDENTIFIERS:
             if where != [ONE_SIDED_IDENTIFIERS[identifier]]:
-                errors.append(f"{identifier}: expected only on {ONE_SIDED_IDENTIFIERS[identifier]}, found on {where}")
+                errors.append(
+                    f"{identifier}: expected only on {ONE_SIDED_IDENTIFIERS[identifier]}, found on {where}"
+                )
             continue
         if len(decls) != 2:
             errors.append(f"{identifier}: declared on {len(decls)} side(s) {where}, expected 2")
             continue
         (kind_a, rel_a), (kind_b, rel_b) = decls
         # each side must point to the other side's kind or to a generic it inherits from
-        for (kind, rel), (other_kind, _) in (((kind_a, rel_a), (kind_b, rel_b)), ((kind_b, rel_b), (kind_a, rel_a))):
+        for (kind, rel), (other_kind, _) in (
+            ((kind_a, rel_a), (kind_b, rel_b)),
+            ((kind_b, rel_b), (kind_a, rel_a)),
+        ):
             lineage = {other_kind, *registry[other_kind]["inherit_from"]}
             if rel["peer"] not in lineage:
-                errors.append(f"{identifier}: {kind}.{rel['name']} points to {rel['peer']}, expected {other_kind}")
-        directions = sorted([rel_a.get("direction", "bidirectional"), rel_b.get("direction", "bidirectional")])
+                errors.append(
+                    f"{identifier}: {kind}.{rel['name']} points to {rel['peer']}, expected {other_kind}"
+                )
+        directions = sorted(
+            [rel_a.get("direction", "bidirectional"), rel_b.get("direction", "bidirectional")]
+        )
         if directions not in (["bidirectional", "bidirectional"], ["inbound", "outbound"]):
             errors.append(f"{identifier}: incompatible directions {directions}")
     return errors
@@ -275,7 +315,9 @@ def check_identifiers(schemas: dict[str, dict]) -> list[str]:
 # --------------------------------------------------------------------------- data checks
 
 
-def iter_objects(registry: dict[str, dict], kind: str, items: list[dict], path: str, parent: tuple[str, dict] | None = None):
+def iter_objects(
+    registry: dict[str, dict], kind: str, items: list[dict], path: str, parent: tuple[str, dict] | None = None
+):
     """Yield (kind, data, path, parent) for every object of a file, children included."""
     for idx, data in enumerate(items, start=1):
         here = f"{path}[{idx}]"
@@ -310,7 +352,9 @@ def collect_objects(schemas: dict[str, dict], docs: list[tuple[str, dict]]) -> t
     index: dict[str, set] = {k: {(name,) for name in v} for k, v in BUILTIN_OBJECTS.items()}
     for filename, doc in docs:
         spec = doc.get("spec", {})
-        for kind, data, path, parent in iter_objects(registry, spec.get("kind"), spec.get("data", []), filename, None):
+        for kind, data, path, parent in iter_objects(
+            registry, spec.get("kind"), spec.get("data", []), filename, None
+        ):
             objects.append((kind, data, path, parent))
             schema = full_kind(registry, kind)
             if schema is None:
@@ -358,23 +402,36 @@ def check_object_files(schemas: dict[str, dict], docs: list[tuple[str, dict]]) -
                 for ref in refs:
                     ref_key = tuple(str(p) for p in ref) if isinstance(ref, list) else (str(ref),)
                     if ref_key not in index.get(rel["peer"], set()):
-                        errors.append(f"{path}.{key}: {ref!r} does not match any {rel['peer']} defined in data/")
+                        errors.append(
+                            f"{path}.{key}: {ref!r} does not match any {rel['peer']} defined in data/"
+                        )
                 continue
             errors.append(f"{path}: {key!r} is not an attribute or relationship of {kind}")
         # mandatory fields (the parent side of a nested child is filled by the loader)
         for name, attr in schema["attributes"].items():
-            if not attr.get("optional", False) and attr.get("default_value") is None and name not in data:
-                if kind in registry or name in ("name", "node", "node_attribute", "start_range", "end_range"):
-                    errors.append(f"{path}: mandatory attribute {name!r} missing")
+            if (
+                not attr.get("optional", False)
+                and attr.get("default_value") is None
+                and name not in data
+                and (
+                    kind in registry or name in ("name", "node", "node_attribute", "start_range", "end_range")
+                )
+            ):
+                errors.append(f"{path}: mandatory attribute {name!r} missing")
         for name, rel in schema["relationships"].items():
-            if rel.get("optional", True) is False and name not in data:
-                if not (parent and rel.get("kind") == "Parent"):
-                    errors.append(f"{path}: mandatory relationship {name!r} missing")
+            if (
+                rel.get("optional", True) is False
+                and name not in data
+                and not (parent and rel.get("kind") == "Parent")
+            ):
+                errors.append(f"{path}: mandatory relationship {name!r} missing")
         if kind == "CoreNumberPool":
             target = full_kind(registry, data.get("node", ""))
             attr = (target or {}).get("attributes", {}).get(data.get("node_attribute"))
             if not attr or attr.get("kind") != "Number":
-                errors.append(f"{path}: {data.get('node')}.{data.get('node_attribute')} is not a Number attribute")
+                errors.append(
+                    f"{path}: {data.get('node')}.{data.get('node_attribute')} is not a Number attribute"
+                )
             elif data["start_range"] > data["end_range"]:
                 errors.append(f"{path}: start_range > end_range")
         if kind == "CoreIPPrefixPool" and data.get("default_prefix_type") not in registry:
@@ -395,7 +452,9 @@ def docs() -> list[tuple[str, dict]]:
     return load_object_files()
 
 
-@pytest.mark.parametrize("path", sorted([*SCHEMA_DIR.glob("*.yml"), *DATA_DIR.glob("*.yml")]), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted([*SCHEMA_DIR.glob("*.yml"), *DATA_DIR.glob("*.yml")]), ids=lambda p: p.name
+)
 def test_file_parses_as_yaml(path: Path) -> None:
     assert load_yaml_documents(path), f"{path} is empty"
 
@@ -437,14 +496,36 @@ def test_fields_the_allocation_core_relies_on(schemas) -> None:
     registry = build_registry(schemas)
     expected = {
         "DcimDevice": ["name", "status", "role", "index", "location", "interfaces"],
-        "DcimInterfaceL2": ["name", "description", "speed", "mtu", "enabled", "status", "role", "device", "service",
-                            "l2_mode", "untagged_vlan", "tagged_vlan"],
+        "DcimInterfaceL2": [
+            "name",
+            "description",
+            "speed",
+            "mtu",
+            "enabled",
+            "status",
+            "role",
+            "device",
+            "service",
+            "l2_mode",
+            "untagged_vlan",
+            "tagged_vlan",
+        ],
         "DcimInterfaceL3": ["name", "speed", "status", "role", "device", "service", "ip_addresses", "vlan"],
         "IpamVLAN": ["name", "vlan_id", "status", "role", "description", "l2domain", "service"],
         "IpamPrefix": ["prefix", "status", "role", "description", "vlan", "gateway", "service"],
         "IpamIPAddress": ["address", "description", "interface", "service"],
-        "ServiceDedicatedInternet": ["service_identifier", "account_reference", "status", "bandwidth", "ip_package",
-                                     "location", "dedicated_interfaces", "vlan", "gateway_ip_address", "prefix"],
+        "ServiceDedicatedInternet": [
+            "service_identifier",
+            "account_reference",
+            "status",
+            "bandwidth",
+            "ip_package",
+            "location",
+            "dedicated_interfaces",
+            "vlan",
+            "gateway_ip_address",
+            "prefix",
+        ],
     }
     for kind, fields in expected.items():
         schema = full_kind(registry, kind)
@@ -472,7 +553,9 @@ def test_otter_net_content(schemas, docs) -> None:
             for idx in (1, 2):
                 device = devices[f"{prefix}0{idx}-{site}"]
                 assert (device["role"], device["index"], device["location"]) == (role, idx, [site])
-    ports = [(p[1]["name"], d) for k, d, _, p in objects if k == "DcimInterfaceL2" and d.get("role") == "customer"]
+    ports = [
+        (p[1]["name"], d) for k, d, _, p in objects if k == "DcimInterfaceL2" and d.get("role") == "customer"
+    ]
     assert all(d["status"] == "free" and d["enabled"] is False for _, d in ports)
     ten_gig = {dev for dev, d in ports if d["speed"] >= 10000}
     assert ten_gig and not any(dev.endswith("bru01") for dev in ten_gig)
@@ -480,10 +563,13 @@ def test_otter_net_content(schemas, docs) -> None:
     l2domains = {d["name"] for k, d, _, _ in objects if k == "IpamL2Domain"}
     assert l2domains == {"default", *sites}
     pools = {d["name"]: d for k, d, _, _ in objects if k in ("CoreNumberPool", "CoreIPPrefixPool")}
-    assert (pools["Customer vlan pool"]["start_range"], pools["Customer vlan pool"]["end_range"]) == (1000, 2000)
+    assert (pools["Customer vlan pool"]["start_range"], pools["Customer vlan pool"]["end_range"]) == (
+        1000,
+        2000,
+    )
     prefix_pool = pools["Customer prefixes pool"]
     assert prefix_pool["default_prefix_length"] == 29 and prefix_pool["resources"] == ["203.0.113.0/24"]
-    for kind, data, path, _ in objects:
+    for kind, data, _path, _ in objects:
         if kind == "IpamPrefix":
             ipaddress.ip_network(data["prefix"])  # strict: host bits must be zero
 
@@ -505,7 +591,9 @@ def test_a_misspelled_peer_is_caught(schemas) -> None:
     def mutate(schema):
         _node(schema, "DedicatedInternet")["relationships"][0]["peer"] = "LocationSiet"
 
-    assert any("LocationSiet" in e for e in check_peers_and_inheritance(_broken(schemas, "service.yml", mutate)))
+    assert any(
+        "LocationSiet" in e for e in check_peers_and_inheritance(_broken(schemas, "service.yml", mutate))
+    )
 
 
 def test_a_missing_inherit_target_is_caught(schemas) -> None:
@@ -534,8 +622,16 @@ def test_bad_data_is_caught(schemas, docs) -> None:
     devices = next(doc for name, doc in broken if doc["spec"]["kind"] == "DcimDevice")
     devices["spec"]["data"][0]["location"] = ["lyn02"]
     devices["spec"]["data"][0]["interfaces"]["data"][1]["status"] = "unused"
-    broken.append(("extra.yml", {"apiVersion": "infrahub.app/v1", "kind": "Object",
-                                 "spec": {"kind": "IpamVlan", "data": [{"name": "x"}]}}))
+    broken.append(
+        (
+            "extra.yml",
+            {
+                "apiVersion": "infrahub.app/v1",
+                "kind": "Object",
+                "spec": {"kind": "IpamVlan", "data": [{"name": "x"}]},
+            },
+        )
+    )
     errors = check_object_files(schemas, broken)
     assert any("lyn02" in e for e in errors)
     assert any("'unused'" in e for e in errors)

@@ -1,0 +1,1 @@
+"""Implementations of the inventory port. Chosen by configuration (see ``allocation.settings``)."""

@@ -1,0 +1,3 @@
+from allocation.backends.embedded.backend import EmbeddedInventory, default_path
+
+__all__ = ["EmbeddedInventory", "default_path"]

@@ -1,0 +1,122 @@
+"""The inventory port: everything the core asks of a source of truth.
+
+Shaped after what infrahub-sdk offers (branches, resource pools allocated by identifier, nodes
+created and updated on a branch, proposed changes), so that the Infrahub backend is a thin
+translation and the embedded backend mirrors only the semantics the core relies on:
+
+- service identity (identifier, account, site) is branch-agnostic; status, bandwidth and package
+  are branch-aware, so ``active`` reaches main only with the merge;
+- pool reservations and port claims are global: a resource taken on any branch is taken for all;
+- every ``ensure_*``/``claim_*`` is idempotent for one service and role;
+- ``release_*`` on a branch deletes the object there; what it held returns to its pool when the
+  deletion reaches main (merge), or at once if the object never existed on main;
+- ``discard_changes`` puts a service's objects on a branch back to what main has, returning what
+  the branch took: the compensation of a rejected change.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Protocol, runtime_checkable
+
+from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
+from allocation.model import (
+    Gateway,
+    PoolUsage,
+    Port,
+    PortAssignment,
+    PortUsage,
+    ProposedChange,
+    Service,
+    Site,
+    Vlan,
+)
+
+
+@runtime_checkable
+class Inventory(Protocol):
+    # services
+    async def get_service(self, identifier: str, branch: str) -> Service | None: ...
+
+    async def list_services(self, branch: str) -> list[Service]: ...
+
+    async def create_service(self, request: ServiceRequest) -> Service:
+        """Record a draft service on main. Idempotent for the same request; raises ServiceConflict
+        when the identifier exists with another account or site."""
+        ...
+
+    async def update_service(
+        self,
+        identifier: str,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        bandwidth: Bandwidth | None = None,
+        ip_package: IpPackage | None = None,
+    ) -> None: ...
+
+    # topology
+    async def get_site(self, shortname: str) -> Site:
+        """Raises UnknownSite."""
+        ...
+
+    async def free_ports(self, site: str, min_speed_mbps: int) -> list[Port]:
+        """Customer ports of the site's core switches that no service holds on any branch."""
+        ...
+
+    async def switch_load(self, site: str) -> dict[int, int]:
+        """Customer ports held per core switch index at a site."""
+        ...
+
+    # pools
+    async def pool_has_room(self, pool: str, prefix_length: int | None = None) -> bool:
+        """Whether one more VLAN ID (number pool) or prefix of this length (prefix pool) is free."""
+        ...
+
+    async def pool_usage(self) -> list[PoolUsage]: ...
+
+    async def port_usage(self) -> list[PortUsage]: ...
+
+    # implementation objects
+    async def ensure_vlan(self, service: str, *, pool: str, l2domain: str, branch: str) -> Vlan: ...
+
+    async def ensure_prefix(
+        self, service: str, *, pool: str, length: int, vlan: Vlan, branch: str
+    ) -> IPv4Network: ...
+
+    async def claim_port(self, service: str, *, port: Port, vlan: Vlan, branch: str) -> PortAssignment:
+        """Raises PortTaken when another service holds the port."""
+        ...
+
+    async def ensure_gateway(
+        self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
+    ) -> Gateway: ...
+
+    async def release_vlan(self, service: str, *, branch: str) -> None: ...
+
+    async def release_prefix(self, service: str, *, branch: str) -> None: ...
+
+    async def release_port(self, service: str, *, branch: str) -> None: ...
+
+    async def release_gateway(self, service: str, *, branch: str) -> None: ...
+
+    async def discard_changes(self, service: str, *, branch: str) -> None: ...
+
+    # review
+    async def create_branch(self, name: str) -> None:
+        """Idempotent."""
+        ...
+
+    async def open_proposed_change(self, branch: str, title: str, description: str) -> ProposedChange:
+        """Reuses the open proposed change of the branch if there is one."""
+        ...
+
+    async def get_proposed_change(self, branch: str) -> ProposedChange | None:
+        """The newest proposed change of a branch."""
+        ...
+
+    async def merge_proposed_change(self, change_id: str) -> ProposedChange: ...
+
+    async def close_proposed_change(self, change_id: str) -> ProposedChange: ...
+
+    async def close(self) -> None: ...
