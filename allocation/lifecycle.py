@@ -150,6 +150,53 @@ async def abandon(identifier: str, transition: Transition, inventory: Inventory,
     await inventory.update_service(identifier, MAIN, status=transition.starts_from)
 
 
+async def prepare(
+    identifier: str,
+    transition: Transition,
+    inventory: Inventory,
+    *,
+    bandwidth: Bandwidth | None = None,
+    ip_package: IpPackage | None = None,
+) -> ProposedChange | None:
+    """Run a transition up to its review in one go (the CLI's path; flows run the same steps as tasks).
+    Returns the open proposed change, or None when the service is already where it was asked to be."""
+    branch = await begin(identifier, transition, inventory, bandwidth=bandwidth, ip_package=ip_package)
+    if branch is None:
+        return None
+    try:
+        if transition is DECOMMISSION:
+            await core.release(identifier, inventory, branch)
+        else:
+            await core.apply(await plan_on_branch(identifier, inventory, branch), inventory, branch)
+    except AllocationError:
+        await abandon(identifier, transition, inventory, branch)
+        raise
+    await mark_target(identifier, transition, inventory, branch)
+    return await request_review(identifier, transition, inventory, branch)
+
+
+async def current_transition(
+    identifier: str, inventory: Inventory
+) -> tuple[Transition, str, ProposedChange] | None:
+    """The transition under way on main with its branch and newest proposed change, if it has one yet."""
+    service = await get_service(identifier, inventory)
+    found: list[tuple[Transition, str, ProposedChange]] = []
+    for transition in TRANSITIONS.values():
+        if transition.during is service.status:
+            branch, change = await review_branch(identifier, transition, inventory)
+            if change is not None:
+                found.append((transition, branch, change))
+    open_first = sorted(
+        found,
+        key=lambda f: (
+            f[2].state is ChangeState.OPEN,
+            f[2].created_at.timestamp() if f[2].created_at else 0.0,
+        ),
+        reverse=True,
+    )
+    return open_first[0] if open_first else None
+
+
 def describe(service: Service, transition: Transition) -> str:
     """The proposed change's description: what the architect is asked to approve."""
     impl: Implementation = service.implementation
@@ -219,9 +266,11 @@ __all__ = [
     "abandon",
     "begin",
     "conclude",
+    "current_transition",
     "describe",
     "mark_target",
     "plan_on_branch",
+    "prepare",
     "request_review",
     "request_service",
     "review_branch",

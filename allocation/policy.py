@@ -31,7 +31,7 @@ def prefix_length(package: IpPackage) -> int:
 
 
 def usable_hosts(length: int) -> int:
-    return 2 ** (32 - length) - 2
+    return int(2 ** (32 - length)) - 2
 
 
 def gateway_address(prefix: IPv4Network) -> IPv4Interface:
