@@ -46,9 +46,12 @@ class Outcome(StrEnum):
 
 
 async def request_service(request: ServiceRequest, inventory: Inventory) -> Service:
-    """Record a new draft service (what the form and the API call). Validates the site now, so a
-    typo is refused before anything is recorded."""
-    await inventory.get_site(request.site)
+    """Record a new draft service (what the form and the API call). A request that cannot be served
+    now (unknown site, no port for the bandwidth, a pool exhausted) is refused before anything is
+    recorded; a service that exists already is returned as it is."""
+    existing = await inventory.get_service(request.service_identifier, MAIN)
+    if existing is None:
+        await core.plan(request, inventory)
     return await inventory.create_service(request)
 
 

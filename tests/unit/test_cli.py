@@ -1,0 +1,120 @@
+"""The factory command as a user runs it: real processes, real exit codes, readable errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, small_pools_data
+
+
+def factory(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FACTORY_DB": str(db), "FACTORY_BACKEND": "embedded"}
+    return subprocess.run(
+        [sys.executable, "-m", "factory_cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "inventory.sqlite3"
+    assert factory("load", db=path).returncode == 0
+    return path
+
+
+def test_demo_runs_the_lifecycle_and_exits_0(tmp_path: Path) -> None:
+    result = factory("demo", "--db", str(tmp_path / "demo.sqlite3"), db=tmp_path / "unused.sqlite3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "DIA-0005" in result.stdout and "decommissioned" in result.stdout
+    assert "leaks: 0" in result.stdout
+
+
+def test_request_then_approve_makes_the_service_active(db: Path) -> None:
+    requested = factory(
+        "request",
+        "DIA-0042",
+        "--account",
+        "ACC-9",
+        "--site",
+        "ams01",
+        "--bandwidth",
+        "10000",
+        "--package",
+        "medium",
+        db=db,
+    )
+    assert requested.returncode == 0, requested.stderr
+    assert "proposed change" in requested.stdout and "dia-0042-deliver" in requested.stdout
+    approved = factory("approve", "DIA-0042", db=db)
+    assert approved.returncode == 0, approved.stderr
+    assert "deliver of DIA-0042: done" in approved.stdout
+    shown = factory("show", "DIA-0042", db=db)
+    assert "active" in shown.stdout and "sw0" in shown.stdout and "Vlan1000" not in shown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--site", "xyz01", "--bandwidth", "1000", "--package", "small"], "unknown site 'xyz01'"),
+        (
+            ["--site", "bru01", "--bandwidth", "10000", "--package", "small"],
+            "no free customer port for 10G at bru01",
+        ),
+    ],
+)
+def test_bad_requests_exit_2_with_a_message_and_leave_nothing(
+    db: Path, args: list[str], message: str
+) -> None:
+    result = factory("request", "DIA-0007", "--account", "ACC-1", *args, db=db)
+    assert result.returncode == 2
+    assert message in result.stderr
+    listed = factory("list", db=db)
+    assert "DIA-0007" not in listed.stdout
+    assert "0.0%" in factory("capacity", db=db).stdout
+
+
+def test_malformed_identifier_exits_2(db: Path) -> None:
+    result = factory(
+        "request",
+        "DIA_42!",
+        "--account",
+        "A",
+        "--site",
+        "par01",
+        "--bandwidth",
+        "1000",
+        "--package",
+        "small",
+        db=db,
+    )
+    assert result.returncode == 2
+    assert "service_identifier" in result.stderr and "pattern" in result.stderr
+
+
+def test_exhausted_pool_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.sqlite3"
+    data = small_pools_data(tmp_path / "data", vlan_start=1000, vlan_end=1000)
+    assert factory("load", "--data", str(data), db=path).returncode == 0
+    base = ["--account", "A", "--site", "par01", "--bandwidth", "1000", "--package", "small"]
+    assert factory("request", "DIA-0001", *base, db=path).returncode == 0
+    result = factory("request", "DIA-0002", *base, db=path)
+    assert result.returncode == 2
+    assert "pool 'Customer vlan pool' is exhausted" in result.stderr
+
+
+def test_plan_previews_without_reserving(db: Path) -> None:
+    result = factory(
+        "plan", "DIA-0008", "--site", "lyn01", "--bandwidth", "10000", "--package", "large", db=db
+    )
+    assert result.returncode == 0, result.stderr
+    assert "nothing reserved" in result.stdout and "Ethernet8" in result.stdout
+    assert "0.0%" in factory("capacity", db=db).stdout
