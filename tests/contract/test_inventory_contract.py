@@ -1,0 +1,207 @@
+"""The inventory port's contract: what the core relies on, checked on every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Interface
+
+import pytest
+
+from allocation import policy
+from allocation.errors import PortTaken, ServiceConflict, UnknownSite
+from allocation.intent import Bandwidth, IpPackage, ServiceStatus
+from allocation.inventory import Inventory
+from allocation.model import MAIN, ChangeState
+from tests.support import request
+
+SITE = "lyn01"
+
+
+async def used(inventory: Inventory) -> dict[str, int]:
+    return {p.name: p.used for p in await inventory.pool_usage()}
+
+
+async def held_ports(inventory: Inventory) -> int:
+    return sum(p.used for p in await inventory.port_usage() if p.site == SITE)
+
+
+async def record(inventory: Inventory, identifier: str, **kwargs: object) -> None:
+    await inventory.create_service(request(identifier, site=SITE, **kwargs))  # type: ignore[arg-type]
+
+
+async def test_backend_is_an_inventory(backend: Inventory) -> None:
+    assert isinstance(backend, Inventory)
+
+
+async def test_site_lists_its_devices_and_pools(backend: Inventory) -> None:
+    site = await backend.get_site(SITE)
+    assert {(d.name, d.role, d.index) for d in site.devices} >= {
+        (f"sw01-{SITE}", "core", 1),
+        (f"sw02-{SITE}", "core", 2),
+        (f"rb01-{SITE}", "edge", 1),
+        (f"rb02-{SITE}", "edge", 2),
+    }
+    assert (site.vlan_pool, site.prefix_pool) == (policy.VLAN_POOL, policy.PREFIX_POOL)
+    with pytest.raises(UnknownSite, match="unknown site 'nowhere1'"):
+        await backend.get_site("nowhere1")
+
+
+async def test_free_ports_are_customer_ports_of_core_switches_with_enough_speed(backend: Inventory) -> None:
+    ports = await backend.free_ports(SITE, 10000)
+    assert ports and all(p.speed_mbps >= 10000 and p.device_index in (1, 2) for p in ports)
+    assert all(p.device.startswith(("sw01-", "sw02-")) for p in ports)
+    assert {p.name for p in await backend.free_ports(SITE, 100)} >= {"Ethernet4", "Ethernet8"}
+    assert "Ethernet1" not in {p.name for p in await backend.free_ports(SITE, 100)}  # uplinks never
+
+
+async def test_create_service_is_idempotent_and_identity_is_protected(
+    backend: Inventory, new_id: Callable[[], str]
+) -> None:
+    identifier = new_id()
+    await record(backend, identifier)
+    again = await backend.create_service(request(identifier, site=SITE))
+    assert again.status is ServiceStatus.DRAFT and again.site == SITE
+    with pytest.raises(ServiceConflict):
+        await backend.create_service(request(identifier, site=SITE, account="SOMEONE-ELSE"))
+
+
+async def test_status_and_attributes_are_branch_aware(backend: Inventory, new_id: Callable[[], str]) -> None:
+    identifier = new_id()
+    branch = policy.branch_name(identifier, "modify")
+    await record(backend, identifier)
+    await backend.create_branch(branch)
+    await backend.update_service(identifier, branch, status=ServiceStatus.ACTIVE, bandwidth=Bandwidth.G10)
+    on_branch = await backend.get_service(identifier, branch)
+    on_main = await backend.get_service(identifier, MAIN)
+    assert on_branch and on_main
+    assert (on_branch.status, on_branch.bandwidth) == (ServiceStatus.ACTIVE, Bandwidth.G10)
+    assert (on_main.status, on_main.bandwidth) == (ServiceStatus.DRAFT, Bandwidth.G1)
+    assert identifier in {s.service_identifier for s in await backend.list_services(MAIN)}
+
+
+async def test_allocations_are_idempotent_global_and_given_back_by_discard(
+    backend: Inventory, new_id: Callable[[], str]
+) -> None:
+    identifier = new_id()
+    branch = policy.branch_name(identifier, "deliver")
+    await record(backend, identifier)
+    await backend.create_branch(branch)
+    site = await backend.get_site(SITE)
+    pools_before, ports_before = await used(backend), await held_ports(backend)
+
+    vlan = await backend.ensure_vlan(identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=branch)
+    assert vlan == await backend.ensure_vlan(
+        identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=branch
+    )
+    prefix = await backend.ensure_prefix(
+        identifier, pool=site.prefix_pool, length=28, vlan=vlan, branch=branch
+    )
+    assert prefix.prefixlen == 28
+    assert prefix == await backend.ensure_prefix(
+        identifier, pool=site.prefix_pool, length=28, vlan=vlan, branch=branch
+    )
+    port = (await backend.free_ports(SITE, 1000))[0]
+    assignment = await backend.claim_port(identifier, port=port, vlan=vlan, branch=branch)
+    assert assignment == await backend.claim_port(identifier, port=port, vlan=vlan, branch=branch)
+    address = IPv4Interface(f"{next(prefix.hosts())}/{prefix.prefixlen}")
+    gateway = await backend.ensure_gateway(
+        identifier, device=f"rb01-{SITE}", vlan=vlan, address=address, branch=branch
+    )
+    assert gateway.address == address and gateway.vlan_id == vlan.vlan_id
+
+    after = await used(backend)
+    assert after[site.vlan_pool] == pools_before[site.vlan_pool] + 1
+    assert after[site.prefix_pool] == pools_before[site.prefix_pool] + 16
+    assert await held_ports(backend) == ports_before + 1
+    assert port.id not in {p.id for p in await backend.free_ports(SITE, 100)}  # taken for every branch
+
+    on_branch = await backend.get_service(identifier, branch)
+    on_main = await backend.get_service(identifier, MAIN)
+    assert on_branch and on_branch.implementation.complete
+    assert on_main and on_main.implementation.empty
+
+    await backend.discard_changes(identifier, branch=branch)
+    assert await used(backend) == pools_before
+    assert await held_ports(backend) == ports_before
+    discarded = await backend.get_service(identifier, branch)
+    assert discarded and discarded.implementation.empty
+
+
+async def test_a_port_is_never_held_by_two_services(backend: Inventory, new_id: Callable[[], str]) -> None:
+    site = await backend.get_site(SITE)
+    first, second = new_id(), new_id()
+    branches = {i: policy.branch_name(i, "deliver") for i in (first, second)}
+    vlans = {}
+    for identifier, branch in branches.items():
+        await record(backend, identifier)
+        await backend.create_branch(branch)
+        vlans[identifier] = await backend.ensure_vlan(
+            identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=branch
+        )
+    port = (await backend.free_ports(SITE, 1000))[0]
+    try:
+        await backend.claim_port(first, port=port, vlan=vlans[first], branch=branches[first])
+        with pytest.raises(PortTaken):
+            await backend.claim_port(second, port=port, vlan=vlans[second], branch=branches[second])
+    finally:
+        for identifier, branch in branches.items():
+            await backend.discard_changes(identifier, branch=branch)
+
+
+async def test_merge_brings_the_branch_to_main_and_release_returns_on_merge(
+    backend: Inventory, new_id: Callable[[], str]
+) -> None:
+    identifier = new_id()
+    deliver, retire = (
+        policy.branch_name(identifier, "deliver"),
+        policy.branch_name(identifier, "decommission"),
+    )
+    await record(backend, identifier, package=IpPackage.SMALL)
+    site = await backend.get_site(SITE)
+    pools_before = await used(backend)
+
+    await backend.update_service(identifier, MAIN, status=ServiceStatus.IN_DELIVERY)
+    await backend.create_branch(deliver)
+    vlan = await backend.ensure_vlan(identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=deliver)
+    prefix = await backend.ensure_prefix(
+        identifier, pool=site.prefix_pool, length=29, vlan=vlan, branch=deliver
+    )
+    await backend.update_service(identifier, deliver, status=ServiceStatus.ACTIVE)
+    change = await backend.open_proposed_change(deliver, f"Deliver {identifier}", "contract test")
+    assert change.state is ChangeState.OPEN and change.branch == deliver
+    assert (await backend.open_proposed_change(deliver, f"Deliver {identifier}", "again")).id == change.id
+    merged = await backend.merge_proposed_change(change.id)
+    assert merged.state is ChangeState.MERGED
+    assert (await backend.get_proposed_change(deliver) or change).state is ChangeState.MERGED
+
+    on_main = await backend.get_service(identifier, MAIN)
+    assert on_main and on_main.status is ServiceStatus.ACTIVE
+    assert on_main.implementation.vlan == vlan and on_main.implementation.prefix == prefix
+
+    await backend.update_service(identifier, MAIN, status=ServiceStatus.IN_DECOMMISSIONING)
+    await backend.create_branch(retire)
+    await backend.release_prefix(identifier, branch=retire)
+    await backend.release_vlan(identifier, branch=retire)
+    await backend.update_service(identifier, retire, status=ServiceStatus.DECOMMISSIONED)
+    still = await backend.get_service(identifier, MAIN)
+    assert still and still.implementation.prefix == prefix  # nothing returns before the merge
+    change = await backend.open_proposed_change(retire, f"Decommission {identifier}", "contract test")
+    await backend.merge_proposed_change(change.id)
+    gone = await backend.get_service(identifier, MAIN)
+    assert gone and gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
+    assert await used(backend) == pools_before
+
+
+async def test_a_closed_change_stays_closed(backend: Inventory, new_id: Callable[[], str]) -> None:
+    identifier = new_id()
+    branch = policy.branch_name(identifier, "deliver")
+    await record(backend, identifier)
+    await backend.create_branch(branch)
+    change = await backend.open_proposed_change(branch, f"Deliver {identifier}", "contract test")
+    closed = await backend.close_proposed_change(change.id)
+    assert closed.state is ChangeState.CLOSED
+    with pytest.raises(ServiceConflict):
+        await backend.merge_proposed_change(change.id)
+    reopened = await backend.open_proposed_change(branch, f"Deliver {identifier}", "second attempt")
+    assert reopened.id != change.id and reopened.state is ChangeState.OPEN
+    await backend.close_proposed_change(reopened.id)
