@@ -61,7 +61,10 @@ class Inventory(Protocol):
         ...
 
     async def free_ports(self, site: str, min_speed_mbps: int) -> list[Port]:
-        """Customer ports of the site's core switches that no service holds on any branch."""
+        """Customer ports of the site's core switches that no service holds on any branch.
+
+        A backend may return only the first free port (natural name order) of each switch and
+        speed: the port policy never picks another, and a site can have hundreds of ports."""
         ...
 
     async def switch_load(self, site: str) -> dict[int, int]:

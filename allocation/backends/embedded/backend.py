@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS device (
 CREATE INDEX IF NOT EXISTS device_site ON device (site);
 CREATE TABLE IF NOT EXISTS port (
     id TEXT PRIMARY KEY, device TEXT NOT NULL, name TEXT NOT NULL, site TEXT NOT NULL, speed INTEGER NOT NULL,
-    role TEXT, status TEXT, device_role TEXT, device_index INTEGER
+    role TEXT, status TEXT, device_role TEXT, device_index INTEGER, sort_key TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS port_site ON port (site, role, status, speed);
 CREATE TABLE IF NOT EXISTS l2domain (name TEXT PRIMARY KEY);
@@ -258,10 +258,12 @@ class EmbeddedInventory:
     async def free_ports(self, site: str, min_speed_mbps: int) -> list[Port]:
         rows = self._db.execute(
             """
-            SELECT p.id, p.device, p.name, p.speed, p.device_index FROM port p
-              LEFT JOIN port_claim c ON c.port_id = p.id
-             WHERE p.site = ? AND p.role = ? AND p.status = 'free' AND p.speed >= ?
-               AND p.device_role = 'core' AND c.port_id IS NULL
+            SELECT id, device, name, speed, device_index FROM (
+                SELECT p.*, ROW_NUMBER() OVER (PARTITION BY p.device, p.speed ORDER BY p.sort_key) AS rank
+                  FROM port p LEFT JOIN port_claim c ON c.port_id = p.id
+                 WHERE p.site = ? AND p.role = ? AND p.status = 'free' AND p.speed >= ?
+                   AND p.device_role = 'core' AND c.port_id IS NULL
+            ) WHERE rank = 1
             """,
             (site, policy.CUSTOMER_ROLE, min_speed_mbps),
         ).fetchall()

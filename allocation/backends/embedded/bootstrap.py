@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter
 from ipaddress import IPv4Network
@@ -89,7 +90,7 @@ def _interface(db: sqlite3.Connection, record: ObjectRecord, devices: dict[str, 
     name = _required(record, "name")
     index = device.values.get("index")
     db.execute(
-        "INSERT OR REPLACE INTO port VALUES (?, ?, ?, (SELECT site FROM device WHERE name = ?), ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO port VALUES (?, ?, ?, (SELECT site FROM device WHERE name = ?), ?, ?, ?, ?, ?, ?)",
         (
             f"{device_name}:{name}",
             device_name,
@@ -100,8 +101,14 @@ def _interface(db: sqlite3.Connection, record: ObjectRecord, devices: dict[str, 
             record.values.get("status"),
             device.values.get("role"),
             int(index) if index is not None else None,
+            _sort_key(name),
         ),
     )
+
+
+def _sort_key(name: str) -> str:
+    """Natural order as plain text order: Ethernet9 -> Ethernet00000009, before Ethernet00000010."""
+    return re.sub(r"\d+", lambda m: m.group().zfill(8), name)
 
 
 def _device_ref(record: ObjectRecord) -> str | None:

@@ -14,6 +14,10 @@ from typing import Any
 
 import yaml
 
+_LOADER = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)  # libyaml when present: large topologies load 10x faster
+
 
 @dataclass
 class ObjectRecord:
@@ -62,7 +66,7 @@ def load_files(path: Path) -> list[ObjectRecord]:
     files = [path] if path.is_file() else sorted([*path.rglob("*.yml"), *path.rglob("*.yaml")])
     records: list[ObjectRecord] = []
     for file in files:
-        for document in yaml.safe_load_all(file.read_text()):
+        for document in yaml.load_all(file.read_text(), Loader=_LOADER):
             if not isinstance(document, dict) or document.get("kind") != "Object":
                 continue
             spec = document.get("spec") or {}

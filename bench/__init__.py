@@ -1,0 +1,1 @@
+"""Measurements, reported and never asserted: `python -m bench.core`, `python -m bench.flows`."""
