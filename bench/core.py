@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from allocation import core, lifecycle
+from allocation import core, lifecycle, policy
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from bench.topology import site_name, write_topology
@@ -64,10 +64,10 @@ async def run(count: int, sites: int, ports: int, workdir: Path) -> dict[str, fl
     t0 = time.perf_counter()
     for request in batch:
         identifier = request.service_identifier
-        branch = policy_branch = f"{identifier.lower()}-deliver"
+        branch = policy.branch_name(identifier, "deliver")
         await lifecycle.mark_target(identifier, lifecycle.DELIVER, inventory, branch)
-        change = await lifecycle.request_review(identifier, lifecycle.DELIVER, inventory, policy_branch)
-        await inventory.merge_proposed_change(change.id)
+        review = await lifecycle.request_review(identifier, lifecycle.DELIVER, inventory, branch)
+        await inventory.merge_proposed_change(review.id)
     review_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
