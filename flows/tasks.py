@@ -39,7 +39,7 @@ def is_transient(error: BaseException) -> bool:
 
 def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Prefect's retry_condition_fn: AllocationError and programming errors fail at once."""
-    error = state.result(raise_on_failure=False)
+    error = state.data  # Prefect hands the raised exception over as the Failed state's data
     return isinstance(error, BaseException) and is_transient(error)
 
 

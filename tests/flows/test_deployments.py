@@ -1,0 +1,68 @@
+"""The served deployments build, register with a Prefect server, and a deployed run waits for its
+review suspended (no process held) until reconciliation resumes it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.exceptions import Pause
+from prefect.flow_engine import run_flow_async
+
+from allocation import lifecycle
+from allocation.backends.embedded import EmbeddedInventory
+from allocation.intent import ServiceStatus
+from deployments.serve import build
+from flows import Outcome, TransitionResult, deliver, modify, reconcile_now, request_service
+from tests.flows.conftest import dia, on_main
+
+
+async def test_deployments_build_with_schedule_and_triggers() -> None:
+    built = {d.name: d for d in await build()}
+    assert set(built) == {"request", "deliver", "modify", "decommission", "reconcile"}
+    reconcile = built["reconcile"]
+    assert [s.schedule.interval for s in reconcile.schedules] == [timedelta(minutes=5)]  # type: ignore[union-attr]
+    assert "infrahub.proposed_change.merged" in reconcile.triggers[0].expect  # type: ignore[union-attr]
+    assert built["deliver"].triggers[0].expect == {"factory.service.requested"}  # type: ignore[union-attr]
+    assert built["request"].parameters == {"announce": True}
+    assert "params" in modify.parameters.properties  # a form in the UI, fed by the pydantic model
+    for deployment in built.values():
+        assert await deployment.apply()  # the server accepts it, triggers included
+
+
+async def test_deployed_run_suspends_and_reconciliation_resumes_it(inventory: EmbeddedInventory) -> None:
+    deployment_id = await (await deliver.ato_deployment("deliver-suspend-test")).apply()
+    await request_service(dia(5))
+    async with get_client() as client:
+        run = await client.create_flow_run_from_deployment(
+            deployment_id, parameters={"params": {"service_identifier": "DIA-0005"}}
+        )
+    with pytest.raises(Pause):
+        await run_flow_async(deliver, flow_run=run, parameters=run.parameters, return_type="state")
+    async with get_client() as client:
+        suspended = await client.read_flow_run(run.id)
+    assert suspended.state is not None and suspended.state.name == "Suspended"
+    assert (await on_main(inventory, "DIA-0005")).status is ServiceStatus.IN_DELIVERY
+
+    report = await reconcile_now()
+    assert report.waiting == ["DIA-0005"] and report.resumed_flow_runs == []  # still under review
+
+    change = await inventory.get_proposed_change("dia-0005-deliver")
+    assert change is not None
+    await inventory.merge_proposed_change(change.id)
+    report = await reconcile_now()
+    assert report.resumed_flow_runs == [run.name]
+
+    async with get_client() as client:
+        resumed = await client.read_flow_run(run.id)
+    state = await run_flow_async(
+        deliver, flow_run=resumed, parameters=resumed.parameters, return_type="state"
+    )
+    result = await state.aresult()  # type: ignore[union-attr]
+    assert isinstance(result, TransitionResult)
+    assert result.outcome is Outcome.DONE and result.branch == "dia-0005-deliver"
+    assert result.resources is not None
+    assert (await on_main(inventory, "DIA-0005")).status is ServiceStatus.ACTIVE
+    assert len(await inventory.list_proposed_changes()) == 1  # the resumed run began nothing new
+    assert lifecycle.DELIVER.target is ServiceStatus.ACTIVE
