@@ -97,6 +97,13 @@ async def begin(
         await conclude(identifier, transition, inventory, branch)  # a rejection nobody compensated yet
         service = await get_service(identifier, inventory)
     resuming = service.status is transition.during and (change is None or change.state is ChangeState.OPEN)
+    if service.status is transition.during and change is not None and change.state is ChangeState.MERGED:
+        if transition.target is not transition.starts_from:
+            raise ServiceConflict(
+                f"{identifier} is {service.status.value} for another transition than {transition.name}"
+            )
+        # A modify after an earlier, merged modify, interrupted before its review opened: resume it.
+        resuming, branch = True, _next_attempt(branch, identifier, transition)
     if not resuming:
         if _already_there(service, transition, bandwidth, ip_package):
             return None

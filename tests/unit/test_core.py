@@ -240,3 +240,22 @@ async def test_main_is_untouched_by_an_open_branch(inventory: EmbeddedInventory)
     await lifecycle.request_service(request(), inventory)
     await lifecycle.prepare("DIA-0001", lifecycle.DELIVER, inventory)
     assert [s.implementation.empty for s in await inventory.list_services(MAIN)] == [True]
+
+
+async def test_a_second_modify_interrupted_before_review_resumes_on_its_own_branch(
+    inventory: EmbeddedInventory,
+) -> None:
+    await deliver(inventory)
+    first = await lifecycle.prepare("DIA-0001", lifecycle.MODIFY, inventory, ip_package=IpPackage.MEDIUM)
+    assert first is not None
+    await inventory.merge_proposed_change(first.id)
+    # The second modify stops after begin (a crash before its proposed change opens) ...
+    branch = await lifecycle.begin("DIA-0001", lifecycle.MODIFY, inventory, ip_package=IpPackage.LARGE)
+    assert branch == "dia-0001-modify-2"
+    # ... and running it again resumes that attempt instead of refusing the in-delivery service.
+    again = await lifecycle.prepare("DIA-0001", lifecycle.MODIFY, inventory, ip_package=IpPackage.LARGE)
+    assert again is not None and again.branch == "dia-0001-modify-2"
+    await inventory.merge_proposed_change(again.id)
+    service = await lifecycle.get_service("DIA-0001", inventory)
+    assert service.status.value == "active" and service.implementation.prefix
+    assert service.implementation.prefix.prefixlen == 27
