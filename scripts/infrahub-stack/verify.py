@@ -39,7 +39,7 @@ SCHEMA = {
 
 TASKS_QUERY = """
 query Tasks {
-  InfrahubTask(limit: 1000) {
+  InfrahubTask(limit: 200) {
     edges { node { title state related_node } }
   }
 }
