@@ -1,13 +1,13 @@
-"""The demo lifecycle on a fresh embedded inventory: what a new user runs first."""
+"""The demo lifecycle on a fresh embedded inventory, through the Prefect flows: what a new user runs first."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from rich.console import Console
 
-from allocation import lifecycle
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.model import MAIN
@@ -30,28 +30,43 @@ def run_demo(db: Path, console: Console) -> int:
     inventory = EmbeddedInventory(db)
     counts = inventory.load(FactorySettings().data)
     console.print(f"[bold]Otter-net loaded[/] into {db}: {sum(counts.values())} objects")
+    # The flows open the inventory from configuration, like a deployed worker would.
+    os.environ["FACTORY_BACKEND"] = "embedded"
+    os.environ["FACTORY_DB"] = str(db)
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     return asyncio.run(_lifecycle(inventory, console))
 
 
 async def _lifecycle(inventory: EmbeddedInventory, console: Console) -> int:
-    try:
-        for identifier, account, site, bandwidth, package in DEMO_REQUESTS:
-            request = ServiceRequest(
-                service_identifier=identifier,
-                account_reference=account,
-                site=site,
-                bandwidth=bandwidth,
-                ip_package=package,
-            )
-            await lifecycle.request_service(request, inventory)
-            await _through_review(identifier, lifecycle.DELIVER, inventory, console)
-        console.print(render.services_table(await inventory.list_services(MAIN), title="Delivered services"))
-        before = await inventory.pool_usage()
-        console.print(render.pools_table(before))
+    from flows import request_service as record
+    from flows import run_transition
 
-        await _through_review(RETIRED, lifecycle.DECOMMISSION, inventory, console)
-        retired = await lifecycle.get_service(RETIRED, inventory)
-        console.print(render.services_table([retired], title=f"{RETIRED} after decommission"))
+    try:
+        with console.status("starting Prefect (ephemeral mode)...") as status:
+            for identifier, account, site, bandwidth, package in DEMO_REQUESTS:
+                status.update(
+                    f"{identifier}: request, allocate on its branch, wait for the architect's merge..."
+                )
+                await record(
+                    ServiceRequest(
+                        service_identifier=identifier,
+                        account_reference=account,
+                        site=site,
+                        bandwidth=bandwidth,
+                        ip_package=package,
+                    )
+                )
+                result = await run_transition("deliver", identifier, auto_approve=True)
+                console.print(
+                    f"deliver {identifier}: {result.outcome.value} (proposed change {result.proposed_change} "
+                    f"on {result.branch}, merged by the architect)"
+                )
+        console.print(render.services_table(await inventory.list_services(MAIN), title="Delivered services"))
+        console.print(render.pools_table(await inventory.pool_usage()))
+
+        with console.status(f"{RETIRED}: releasing on its branch, waiting for the merge..."):
+            result = await run_transition("decommission", RETIRED, auto_approve=True)
+        console.print(f"decommission {RETIRED}: {result.outcome.value}, status {result.status.value}")
         console.print(render.pools_table(await inventory.pool_usage()))
         console.print(render.ports_table(await inventory.port_usage()))
         leaks = await inventory.leaks()
@@ -59,14 +74,3 @@ async def _lifecycle(inventory: EmbeddedInventory, console: Console) -> int:
         return 1 if leaks else 0
     finally:
         await inventory.close()
-
-
-async def _through_review(
-    identifier: str, transition: lifecycle.Transition, inventory: EmbeddedInventory, console: Console
-) -> None:
-    change = await lifecycle.prepare(identifier, transition, inventory)
-    if change is None:
-        return
-    console.print(f"{transition.name} {identifier}: proposed change {change.id} on {change.branch}, approved")
-    await inventory.merge_proposed_change(change.id)
-    await lifecycle.conclude(identifier, transition, inventory, change.branch)

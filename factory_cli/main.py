@@ -7,6 +7,7 @@ allocation/settings.py), so the same commands drive the embedded file and a real
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -56,6 +57,16 @@ def run(db: Path | None, work: Callable[[Inventory], Awaitable[T]]) -> T:
     except InventoryUnavailable as error:
         errors.print(f"[bold red]inventory unavailable:[/] {error}")
         raise typer.Exit(3) from None
+
+
+def run_flow(db: Path | None, label: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run lifecycle flows in-process (Prefect's ephemeral mode unless PREFECT_API_URL is set),
+    with a spinner while they work and wait for review."""
+    if db is not None:
+        os.environ["FACTORY_DB"] = str(db)  # flows open the inventory from configuration
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    with console.status(label):
+        return run(db, lambda _inventory: work())
 
 
 def _message(error: Exception) -> str:
@@ -112,6 +123,21 @@ def plan(
     console.print(render.plan_table(result))
 
 
+AutoApprove = Annotated[
+    bool, typer.Option("--auto-approve", help="merge the proposed change as the architect")
+]
+Wait = Annotated[
+    float | None,
+    typer.Option(help="seconds to wait for the review [default: 0, or 600 with --auto-approve]"),
+]
+
+
+def _review_policy(auto_approve: bool, wait: float | None) -> Any:
+    from flows import Review
+
+    return Review(timeout_seconds=wait if wait is not None else (600 if auto_approve else 0))
+
+
 @app.command()
 def request(
     identifier: str,
@@ -119,17 +145,25 @@ def request(
     site: Annotated[str, typer.Option()],
     bandwidth: Annotated[Bandwidth, typer.Option()],
     package: Annotated[IpPackage, typer.Option()],
+    auto_approve: AutoApprove = False,
+    wait: Wait = None,
     db: DbOption = None,
 ) -> None:
-    """Request a service: record it, allocate on its branch and open the proposed change for review."""
+    """Request a service: record it and run its delivery flow up to (or through) review."""
     service_request = _request(identifier, account, site, bandwidth.value, package.value)
 
-    async def work(inventory: Inventory) -> Any:
-        await lifecycle.request_service(service_request, inventory)
-        return await lifecycle.prepare(service_request.service_identifier, lifecycle.DELIVER, inventory)
+    async def work() -> Any:
+        from flows import request_service, run_transition
 
-    change = run(db, work)
-    _report_change(identifier, change)
+        await request_service(service_request)
+        return await run_transition(
+            "deliver",
+            service_request.service_identifier,
+            auto_approve=auto_approve,
+            review=_review_policy(auto_approve, wait),
+        )
+
+    _report(run_flow(db, f"delivering {service_request.service_identifier}...", work))
 
 
 @app.command()
@@ -137,26 +171,44 @@ def modify(
     identifier: str,
     bandwidth: Annotated[Bandwidth | None, typer.Option()] = None,
     package: Annotated[IpPackage | None, typer.Option()] = None,
+    auto_approve: AutoApprove = False,
+    wait: Wait = None,
     db: DbOption = None,
 ) -> None:
     """Change an active service's bandwidth or IP package through a reviewed change."""
     if bandwidth is None and package is None:
         errors.print("[bold red]error:[/] give --bandwidth and/or --package")
         raise typer.Exit(2)
-    change = run(
-        db,
-        lambda inv: lifecycle.prepare(
-            identifier.upper(), lifecycle.MODIFY, inv, bandwidth=bandwidth, ip_package=package
-        ),
-    )
-    _report_change(identifier, change)
+
+    async def work() -> Any:
+        from flows import run_transition
+
+        return await run_transition(
+            "modify",
+            identifier,
+            bandwidth=bandwidth,
+            ip_package=package,
+            auto_approve=auto_approve,
+            review=_review_policy(auto_approve, wait),
+        )
+
+    _report(run_flow(db, f"modifying {identifier.upper()}...", work))
 
 
 @app.command()
-def decommission(identifier: str, db: DbOption = None) -> None:
-    """Start retiring a service: release its resources on a branch and open the proposed change."""
-    change = run(db, lambda inv: lifecycle.prepare(identifier.upper(), lifecycle.DECOMMISSION, inv))
-    _report_change(identifier, change)
+def decommission(
+    identifier: str, auto_approve: AutoApprove = False, wait: Wait = None, db: DbOption = None
+) -> None:
+    """Retire a service: release its resources on a branch and open the proposed change."""
+
+    async def work() -> Any:
+        from flows import run_transition
+
+        return await run_transition(
+            "decommission", identifier, auto_approve=auto_approve, review=_review_policy(auto_approve, wait)
+        )
+
+    _report(run_flow(db, f"decommissioning {identifier.upper()}...", work))
 
 
 @app.command()
@@ -236,15 +288,17 @@ def demo(
     sys.exit(run_demo(db, console))
 
 
-def _report_change(identifier: str, change: Any) -> None:
-    if change is None:
-        console.print(f"{identifier.upper()}: nothing to do, the service is already there")
-        return
+def _report(result: Any) -> None:
+    """Print a flow's TransitionResult for service delivery."""
     console.print(
-        f"{identifier.upper()}: proposed change {change.id} open on branch [bold]{change.branch}[/]"
+        f"{result.service_identifier}: {result.outcome.value}, status {result.status.value} ({result.message})"
     )
-    console.print(change.description)
-    console.print(f"an architect approves it with: factory approve {identifier.upper()}")
+    if result.proposed_change is not None:
+        console.print(f"proposed change {result.proposed_change} on branch [bold]{result.branch}[/]")
+        if result.outcome.value == "waiting":
+            console.print(f"an architect approves it with: factory approve {result.service_identifier}")
+    if result.resources is not None:
+        console.print(render.handover_table(result.service_identifier, result.resources))
 
 
 if __name__ == "__main__":

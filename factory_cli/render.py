@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 from allocation.core import Plan
@@ -75,4 +77,26 @@ def ports_table(ports: list[PortUsage]) -> Table:
         table.add_column(column)
     for p in ports:
         table.add_row(p.site, p.device, f"{p.speed_mbps} Mbit/s", str(p.free), str(p.used))
+    return table
+
+
+def handover_table(identifier: str, handover: Any) -> Table:
+    """What service delivery hands to the customer (flows.Handover)."""
+    table = Table(title=f"{identifier}: handover", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    rows = [
+        ("site", handover.site),
+        ("bandwidth", f"{handover.bandwidth_mbps} Mbit/s"),
+        ("port", handover.port),
+        ("VLAN", str(handover.vlan_id)),
+        ("prefix", f"{handover.prefix} ({handover.ip_package.value})"),
+        ("gateway", str(handover.gateway)),
+        (
+            "customer addresses",
+            f"{handover.first_customer_address} - {handover.last_customer_address} ({handover.customer_addresses})",
+        ),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
     return table

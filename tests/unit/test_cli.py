@@ -38,7 +38,7 @@ def test_demo_runs_the_lifecycle_and_exits_0(tmp_path: Path) -> None:
     assert "leaks: 0" in result.stdout
 
 
-def test_request_then_approve_makes_the_service_active(db: Path) -> None:
+def test_request_approve_show_and_decommission_through_the_flows(db: Path) -> None:
     requested = factory(
         "request",
         "DIA-0042",
@@ -53,12 +53,38 @@ def test_request_then_approve_makes_the_service_active(db: Path) -> None:
         db=db,
     )
     assert requested.returncode == 0, requested.stderr
-    assert "proposed change" in requested.stdout and "dia-0042-deliver" in requested.stdout
+    assert "waiting" in requested.stdout and "on branch dia-0042-deliver" in requested.stdout
+    assert "factory approve DIA-0042" in requested.stdout
     approved = factory("approve", "DIA-0042", db=db)
     assert approved.returncode == 0, approved.stderr
     assert "deliver of DIA-0042: done" in approved.stdout
     shown = factory("show", "DIA-0042", db=db)
-    assert "active" in shown.stdout and "sw0" in shown.stdout and "Vlan1000" not in shown.stderr
+    assert "active" in shown.stdout and "203.0.113.0/28" in shown.stdout and "Ethernet8" in shown.stdout
+    retired = factory("decommission", "DIA-0042", "--auto-approve", db=db)
+    assert retired.returncode == 0, retired.stderr
+    assert "DIA-0042: done, status decommissioned" in retired.stdout
+    assert "0.0%" in factory("capacity", db=db).stdout
+
+
+def test_request_with_auto_approve_hands_over_the_resources(db: Path) -> None:
+    result = factory(
+        "request",
+        "DIA-0043",
+        "--account",
+        "ACC-9",
+        "--site",
+        "lyn01",
+        "--bandwidth",
+        "100",
+        "--package",
+        "small",
+        "--auto-approve",
+        db=db,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DIA-0043: done, status active" in result.stdout
+    assert "203.0.113.2 - 203.0.113.6 (5)" in result.stdout  # gateway .1, customer .2-.6
+    assert "sw01-lyn01 Ethernet4" in result.stdout
 
 
 @pytest.mark.parametrize(
