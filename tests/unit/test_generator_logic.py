@@ -1,0 +1,58 @@
+"""The generator's decision on the embedded backend: it implements what the core plans, idempotently,
+only on a branch and never for a service being retired."""
+
+from __future__ import annotations
+
+import pytest
+
+from allocation import lifecycle
+from allocation.backends.embedded import EmbeddedInventory
+from allocation.model import MAIN
+from generators.implement import Skipped, implement
+from tests.support import request
+
+
+async def test_generator_implements_a_draft_on_a_branch_as_the_flows_would(
+    inventory: EmbeddedInventory,
+) -> None:
+    await lifecycle.request_service(request("DIA-0001"), inventory)
+    await lifecycle.request_service(request("DIA-0002"), inventory)
+    await inventory.create_branch("dia-0001-generated")
+    generated = await implement("DIA-0001", inventory, "dia-0001-generated")
+
+    change = await lifecycle.prepare("DIA-0002", lifecycle.DELIVER, inventory)
+    assert change is not None
+    by_flow = (await lifecycle.get_service("DIA-0002", inventory, change.branch)).implementation
+    assert generated.complete and by_flow.complete
+    # Same policy: the second service lands on the other core switch, with the matching router.
+    assert generated.port and by_flow.port and generated.gateway and by_flow.gateway
+    assert {generated.port.port.device_index, by_flow.port.port.device_index} == {1, 2}
+    assert generated.gateway.device[-5:] == by_flow.gateway.device[-5:] == "par01"
+
+
+async def test_generator_changes_nothing_where_the_flow_already_allocated(
+    inventory: EmbeddedInventory,
+) -> None:
+    await lifecycle.request_service(request("DIA-0001"), inventory)
+    change = await lifecycle.prepare("DIA-0001", lifecycle.DELIVER, inventory)
+    assert change is not None
+    before = (await lifecycle.get_service("DIA-0001", inventory, change.branch)).implementation
+    usage = await inventory.pool_usage()
+    assert await implement("DIA-0001", inventory, change.branch) == before
+    assert await inventory.pool_usage() == usage
+
+
+async def test_generator_never_allocates_on_main_nor_undoes_a_decommission(
+    inventory: EmbeddedInventory,
+) -> None:
+    await lifecycle.request_service(request("DIA-0001"), inventory)
+    with pytest.raises(Skipped, match="never on main"):
+        await implement("DIA-0001", inventory, MAIN)
+    change = await lifecycle.prepare("DIA-0001", lifecycle.DELIVER, inventory)
+    assert change is not None
+    await inventory.merge_proposed_change(change.id)
+    retiring = await lifecycle.prepare("DIA-0001", lifecycle.DECOMMISSION, inventory)
+    assert retiring is not None
+    with pytest.raises(Skipped, match="decommissioned on dia-0001-decommission"):
+        await implement("DIA-0001", inventory, retiring.branch)
+    assert (await lifecycle.get_service("DIA-0001", inventory, retiring.branch)).implementation.empty
