@@ -1,0 +1,858 @@
+"""The inventory port on a live Infrahub (1.4), through infrahub-sdk (1.13 to 1.23).
+
+How each promise of the port (``allocation.inventory``) maps onto Infrahub:
+
+- Services are ``ServiceDedicatedInternet`` nodes: branch-agnostic identity (identifier, account,
+  site), branch-aware status, bandwidth and package. Created on main.
+- VLAN IDs come from a ``CoreNumberPool`` (``from_pool`` in the VLAN's create, on the branch);
+  prefixes from a ``CoreIPPrefixPool`` (``InfrahubIPPrefixPoolGetResource`` with the allocation
+  key as identifier, on the branch). Both pools look at every branch, so a resource taken on one
+  branch is taken for all.
+- Ports: a ``ServicePortReservation`` (branch-agnostic, unique ``port``) is created on main
+  before the interface is configured on the branch. Infrahub serialises creates of a kind with a
+  uniqueness constraint on main under a lock, so of two concurrent claims exactly one succeeds;
+  the other gets a uniqueness violation, which is ``PortTaken``.
+- Releases delete the objects on the branch. Infrahub's prefix pool returns a prefix when its
+  deletion reaches main (or at once for a prefix that only ever existed on the branch), like the
+  embedded backend.
+
+Where Infrahub differs, and what this backend does about it:
+
+- A VLAN deleted on a branch frees its number for *every* branch at once (the number pool's
+  "used" query ranks the branch's deletion above main's live value), and the next allocation
+  then collides with main's VLAN on the ``[l2domain, vlan_id]`` uniqueness constraint: every
+  delivery would fail until the merge. So a VLAN that exists on main is released on the branch
+  by setting its status to ``deprecated`` (the proposed change shows it), and it is deleted from
+  main once the change is merged. A VLAN created on the branch is deleted there and its number
+  returns at once.
+- A port's reservation cannot follow merges by itself. A release on a branch marks it
+  ``released_on=<branch>``; a claim records ``claimed_on=<branch>``.
+- Both are finished by ``_finish_merge``, run by ``merge_proposed_change`` and, for changes
+  merged in Infrahub's UI, the first time ``get_proposed_change`` sees the change merged
+  (``lifecycle.conclude`` always asks). It is idempotent.
+- ``discard_changes`` cannot undo a deletion on a branch (Infrahub has no per-node revert): it
+  deletes what the branch created and writes main's values back onto what the branch changed.
+  Nothing main holds is ever deleted on a branch before review except prefixes and gateway
+  objects, which no pool misses (the prefix pool still counts main's prefix).
+- ``pool_has_room`` for a prefix pool compares free addresses with the prefix size from
+  Infrahub's utilisation figure; it does not see fragmentation (``ensure_prefix`` still raises
+  ``PoolExhausted`` if Infrahub finds no block).
+- Merging waits for the proposed change's pipeline: Infrahub refuses to merge while checks are
+  unfinished, so the merge is retried for up to ``merge_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
+
+from infrahub_sdk.exceptions import GraphQLError
+
+from allocation import policy
+from allocation.backends.infrahub import mutations as m
+from allocation.backends.infrahub import queries as q
+from allocation.backends.infrahub.client import Connection, messages
+from allocation.backends.infrahub.mapping import (
+    RELEASED_VLAN_STATUS,
+    held_vlan,
+    interfaces,
+    nodes,
+    peer,
+    peers,
+    port_key,
+    to_change,
+    to_implementation,
+    to_service,
+    value,
+)
+from allocation.errors import (
+    InventoryUnavailable,
+    PoolExhausted,
+    PortTaken,
+    ServiceConflict,
+    UnknownService,
+    UnknownSite,
+)
+from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
+from allocation.model import (
+    MAIN,
+    ChangeState,
+    Device,
+    Gateway,
+    PoolUsage,
+    Port,
+    PortAssignment,
+    PortUsage,
+    ProposedChange,
+    Service,
+    Site,
+    Vlan,
+)
+
+SERVICE = q.SERVICE_KIND
+RESERVATION = q.RESERVATION_KIND
+PAGE = 1000
+
+
+@dataclass(frozen=True)
+class _SiteInfo:
+    name: str
+    devices: tuple[Device, ...]
+
+
+@dataclass
+class _Catalog:
+    """What does not change while an inventory is open: sites and devices, pools, L2 domains."""
+
+    sites: dict[str, _SiteInfo] = field(default_factory=dict)
+    number_pools: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (id, size)
+    prefix_pools: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (id, addresses)
+    l2domains: dict[str, str] = field(default_factory=dict)  # name -> id
+
+    def pool(self, name: str) -> tuple[str, int]:
+        found = self.number_pools.get(name) or self.prefix_pools.get(name)
+        if found is None:
+            raise PoolExhausted(name, "pool of that name in Infrahub")
+        return found
+
+
+class InfrahubInventory:
+    """The inventory port on Infrahub. One instance per event loop; ``close()`` it after use."""
+
+    def __init__(
+        self, address: str, token: str | None = None, *, timeout: int = 60, merge_timeout: float = 300.0
+    ) -> None:
+        self._conn = Connection(address, token, timeout)
+        self._catalog: _Catalog | None = None
+        self._finished: set[str] = set()
+        self.merge_timeout = merge_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> InfrahubInventory:
+        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here)."""
+        token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+        return cls(str(settings.address), token, timeout=int(settings.timeout))
+
+    @property
+    def address(self) -> str:
+        return self._conn.address
+
+    @property
+    def round_trips(self) -> int:
+        """HTTP requests sent to Infrahub so far (each GraphQL document is one)."""
+        return self._conn.round_trips
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    # ------------------------------------------------------------------ plumbing
+    async def _gql(
+        self, query: str, variables: dict[str, Any] | None = None, branch: str = MAIN
+    ) -> dict[str, Any]:
+        try:
+            return await self._conn.gql(query, variables, branch)
+        except (InventoryUnavailable, GraphQLError) as exc:
+            text = (messages(exc) if isinstance(exc, GraphQLError) else str(exc)).lower()
+            if branch != MAIN and ("branch" in text or "404" in text) and "not found" in text:
+                raise ServiceConflict(f"no branch {branch!r} in Infrahub") from exc
+            raise
+
+    async def _write(self, ops: list[m.Op], branch: str) -> None:
+        if ops:
+            text, variables = m.document(ops)
+            await self._gql(text, variables, branch)
+
+    async def _catalog_data(self, refresh: bool = False) -> _Catalog:
+        if self._catalog is not None and not refresh:
+            return self._catalog
+        data = await self._gql(q.CATALOG)
+        catalog = _Catalog()
+        for site in nodes(data, "LocationSite"):
+            devices = tuple(
+                sorted(
+                    (
+                        Device(
+                            name=str(value(d, "name")),
+                            role=str(value(d, "role")),
+                            index=int(value(d, "index")) if value(d, "index") is not None else None,
+                        )
+                        for d in peers(site, "devices")
+                    ),
+                    key=lambda d: d.name,
+                )
+            )
+            catalog.sites[str(value(site, "shortname"))] = _SiteInfo(str(value(site, "name")), devices)
+        for pool in nodes(data, "CoreNumberPool"):
+            size = int(value(pool, "end_range")) - int(value(pool, "start_range")) + 1
+            catalog.number_pools[str(value(pool, "name"))] = (str(pool["id"]), size)
+        for pool in nodes(data, "CoreIPPrefixPool"):
+            size = sum(IPv4Network(value(r, "prefix")).num_addresses for r in peers(pool, "resources"))
+            catalog.prefix_pools[str(value(pool, "name"))] = (str(pool["id"]), size)
+        for domain in nodes(data, "IpamL2Domain"):
+            catalog.l2domains[str(value(domain, "name"))] = str(domain["id"])
+        self._catalog = catalog
+        return catalog
+
+    async def _read(self, identifier: str, branch: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The service on ``branch`` with its implementation, and its reservations (one request)."""
+        data = await self._gql(q.SERVICE, {"identifier": identifier}, branch)
+        found = nodes(data, SERVICE)
+        return (found[0] if found else None), nodes(data, RESERVATION)
+
+    async def _require(self, identifier: str, branch: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        node, reservations = await self._read(identifier, branch)
+        if node is None:
+            raise UnknownService(identifier)
+        return node, reservations
+
+    # ------------------------------------------------------------------ services
+    async def get_service(self, identifier: str, branch: str) -> Service | None:
+        node, _ = await self._read(identifier, branch)
+        return to_service(node) if node else None
+
+    async def list_services(self, branch: str) -> list[Service]:
+        found: list[Service] = []
+        offset = 0
+        while True:
+            data = await self._gql(q.SERVICES, {"limit": PAGE, "offset": offset}, branch)
+            page = nodes(data, SERVICE)
+            found += [to_service(n) for n in page]
+            offset += PAGE
+            if len(page) < PAGE or offset >= int(data[SERVICE].get("count") or 0):
+                break
+        return sorted(found, key=lambda s: s.service_identifier)
+
+    async def create_service(self, request: ServiceRequest) -> Service:
+        data = {
+            "service_identifier": m.attr(request.service_identifier),
+            "account_reference": m.attr(request.account_reference),
+            "status": m.attr(ServiceStatus.DRAFT.value),
+            "bandwidth": m.attr(request.bandwidth.value),
+            "ip_package": m.attr(request.ip_package.value),
+            "location": m.hfid(request.site),
+        }
+        try:
+            result = await self._gql(q.CREATE_SERVICE, {"data": data})
+            return to_service(result[f"{SERVICE}Create"]["object"])
+        except GraphQLError as exc:
+            existing = await self.get_service(request.service_identifier, MAIN)
+            if existing is None:
+                sites = (await self._catalog_data(refresh=True)).sites
+                if request.site not in sites:
+                    raise UnknownSite(request.site, list(sites)) from exc
+                raise
+        if (existing.account_reference, existing.site) != (request.account_reference, request.site):
+            raise ServiceConflict(
+                f"{request.service_identifier} already exists for account {existing.account_reference} "
+                f"at {existing.site}"
+            )
+        return existing
+
+    async def update_service(
+        self,
+        identifier: str,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        bandwidth: Bandwidth | None = None,
+        ip_package: IpPackage | None = None,
+    ) -> None:
+        data: dict[str, Any] = {"hfid": [identifier]}
+        for name, new in (("status", status), ("bandwidth", bandwidth), ("ip_package", ip_package)):
+            if new is not None:
+                data[name] = m.attr(new.value)
+        if len(data) == 1:
+            await self._require(identifier, branch)
+            return
+        try:
+            await self._gql(q.UPDATE_SERVICE, {"data": data}, branch)
+        except GraphQLError as exc:
+            if "unable to find" in messages(exc).lower() or "not found" in messages(exc).lower():
+                raise UnknownService(identifier) from exc
+            raise
+
+    # ------------------------------------------------------------------ topology
+    async def get_site(self, shortname: str) -> Site:
+        catalog = await self._catalog_data()
+        if shortname not in catalog.sites:
+            catalog = await self._catalog_data(refresh=True)
+            if shortname not in catalog.sites:
+                raise UnknownSite(shortname, list(catalog.sites))
+        info = catalog.sites[shortname]
+        pool_names = {*catalog.number_pools, *catalog.prefix_pools}
+        vlan_pool, prefix_pool, l2domain = policy.site_pools(shortname, pool_names, catalog.l2domains)
+        return Site(
+            shortname=shortname,
+            name=info.name,
+            devices=info.devices,
+            vlan_pool=vlan_pool,
+            prefix_pool=prefix_pool,
+            l2domain=l2domain,
+        )
+
+    async def _core_switches(self, site: str) -> dict[str, int]:
+        catalog = await self._catalog_data()
+        info = catalog.sites.get(site)
+        if info is None:
+            return {}
+        return {d.name: d.index or 0 for d in info.devices if d.role == "core"}
+
+    async def free_ports(self, site: str, min_speed_mbps: int) -> list[Port]:
+        switches = await self._core_switches(site)
+        if not switches:
+            return []
+        data = await self._gql(q.FREE_PORTS, {"devices": sorted(switches), "site": site})
+        taken = {str(value(r, "resource")) for r in nodes(data, RESERVATION)}
+        first: dict[tuple[str, int], Port] = {}
+        for interface in nodes(data, "DcimInterfaceL2"):
+            device = str(value(peer(interface, "device"), "name"))
+            name = str(value(interface, "name"))
+            speed = int(value(interface, "speed") or 0)
+            if (
+                speed < min_speed_mbps
+                or _port_resource(port_key(device, name)) in taken
+                or device not in switches
+            ):
+                continue
+            port = Port(
+                id=port_key(device, name),
+                device=device,
+                name=name,
+                speed_mbps=speed,
+                device_index=switches[device],
+            )
+            current = first.get((device, speed))
+            if current is None or policy.natural_key(name) < policy.natural_key(current.name):
+                first[(device, speed)] = port
+        return sorted(first.values(), key=lambda p: (p.device, p.speed_mbps, policy.natural_key(p.name)))
+
+    async def switch_load(self, site: str) -> dict[int, int]:
+        data = await self._gql(q.SITE_RESERVATIONS, {"site": site})
+        load: dict[int, int] = {}
+        for reservation in nodes(data, RESERVATION):
+            index = int(value(reservation, "device_index") or 0)
+            load[index] = load.get(index, 0) + 1
+        return load
+
+    # ------------------------------------------------------------------ pools and usage
+    async def _number_pool_used(self, pool_id: str, size: int) -> int:
+        """Used VLAN IDs on every branch, from Infrahub's utilisation (a percentage).
+
+        One request per pool: Infrahub resolves sibling root fields concurrently, and two
+        ``InfrahubResourcePoolUtilization`` fields in one document share a database session and
+        break it ("read() called while another coroutine is already waiting"), leaving the API
+        server unusable until it restarts."""
+        data = await self._gql(q.UTILIZATION, {"pool": pool_id})
+        return round(float(data["InfrahubResourcePoolUtilization"]["utilization"] or 0.0) * size / 100)
+
+    async def _prefix_pools_used(self) -> dict[str, int]:
+        """Addresses held per prefix pool, from the prefix reservations (Infrahub reports a prefix
+        pool's utilisation for one branch's view only)."""
+        used: dict[str, int] = {}
+        for record in await self._paged(q.RESERVATIONS_OF_KIND, RESERVATION, {"kind": "prefix"}):
+            pool = str(value(record, "pool"))
+            used[pool] = used.get(pool, 0) + int(value(record, "size") or 0)
+        return used
+
+    async def pool_has_room(self, pool: str, prefix_length: int | None = None) -> bool:
+        catalog = await self._catalog_data()
+        pool_id, size = catalog.pool(pool)
+        if prefix_length is None:
+            return await self._number_pool_used(pool_id, size) < size
+        used = (await self._prefix_pools_used()).get(pool, 0)
+        return size - used >= int(2 ** (32 - prefix_length))
+
+    async def pool_usage(self) -> list[PoolUsage]:
+        catalog = await self._catalog_data()
+        found = [
+            PoolUsage(name=name, kind="number", used=await self._number_pool_used(pool_id, size), total=size)
+            for name, (pool_id, size) in catalog.number_pools.items()
+        ]
+        prefix_used = await self._prefix_pools_used()
+        found += [
+            PoolUsage(name=name, kind="prefix", used=prefix_used.get(name, 0), total=size)
+            for name, (_, size) in catalog.prefix_pools.items()
+        ]
+        return sorted(found, key=lambda p: p.name)
+
+    async def port_usage(self) -> list[PortUsage]:
+        catalog = await self._catalog_data()
+        site_of = {
+            d.name: site for site, info in catalog.sites.items() for d in info.devices if d.role == "core"
+        }
+        ports = await self._paged(q.CUSTOMER_PORTS, "DcimInterfaceL2")
+        records = await self._paged(q.RESERVATIONS_OF_KIND, RESERVATION, {"kind": "port"})
+        taken = {str(value(r, "resource")) for r in records}
+        counts: dict[tuple[str, str, int], list[int]] = {}
+        for interface in ports:
+            device = str(value(peer(interface, "device"), "name"))
+            if device not in site_of:
+                continue
+            key = (site_of[device], device, int(value(interface, "speed") or 0))
+            free_used = counts.setdefault(key, [0, 0])
+            free_used[
+                1 if _port_resource(port_key(device, str(value(interface, "name")))) in taken else 0
+            ] += 1
+        return [
+            PortUsage(site=site, device=device, speed_mbps=speed, free=free, used=used)
+            for (site, device, speed), (free, used) in sorted(counts.items())
+        ]
+
+    async def _paged(
+        self, query: str, kind: str, variables: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            data = await self._gql(query, {**(variables or {}), "limit": PAGE, "offset": offset})
+            page = nodes(data, kind)
+            found += page
+            offset += PAGE
+            if len(page) < PAGE or offset >= int(data[kind].get("count") or 0):
+                return found
+
+    # ------------------------------------------------------------------ implementation objects
+    async def ensure_vlan(self, service: str, *, pool: str, l2domain: str, branch: str) -> Vlan:
+        node, _ = await self._require(service, branch)
+        current = peer(node, "vlan")
+        if current is not None:
+            if value(current, "status") == RELEASED_VLAN_STATUS:  # its release is being taken back
+                await self._write(
+                    [m.update("IpamVLAN", {"id": current["id"], "status": m.attr("active")})], branch
+                )
+            vlan = to_implementation(
+                {**node, "vlan": {"node": {**current, "status": {"value": "active"}}}}
+            ).vlan
+            assert vlan is not None
+            return vlan
+        catalog = await self._catalog_data()
+        pool_id, _ = catalog.pool(pool)
+        if l2domain not in catalog.l2domains:
+            catalog = await self._catalog_data(refresh=True)
+        data = {
+            "name": m.attr(policy.vlan_name(service)),
+            "vlan_id": {"from_pool": {"id": pool_id, "identifier": policy.allocation_key(service, "vlan")}},
+            "l2domain": m.ref(catalog.l2domains[l2domain]),
+            "role": m.attr(policy.CUSTOMER_ROLE),
+            "status": m.attr("active"),
+            "description": m.attr(f"Customer VLAN of {service}"),
+            "service": m.ref(node["id"]),
+        }
+        try:
+            created = (await self._gql(q.CREATE_VLAN, {"data": data}, branch))["IpamVLANCreate"]["object"]
+        except GraphQLError as exc:
+            if "exhausted" in messages(exc).lower():
+                raise PoolExhausted(pool, "VLAN ID") from exc
+            raise
+        return Vlan(
+            vlan_id=int(value(created, "vlan_id")), name=str(value(created, "name")), l2domain=l2domain
+        )
+
+    async def ensure_prefix(
+        self, service: str, *, pool: str, length: int, vlan: Vlan, branch: str
+    ) -> IPv4Network:
+        node, records = await self._require(service, branch)
+        current = peer(node, "prefix")
+        if current is not None:
+            prefix = IPv4Network(value(current, "prefix"))
+            if prefix.prefixlen != length:
+                raise ServiceConflict(f"{service} holds {prefix}; release it before asking for a /{length}")
+            if not _record(records, _prefix_resource(prefix)):  # allocated, then interrupted
+                await self._reserve(
+                    service, _prefix_resource(prefix), "prefix", branch, pool=pool, size=prefix.num_addresses
+                )
+            return prefix
+        pool_id, _ = (await self._catalog_data()).pool(pool)
+        vlan_node = held_vlan(node)
+        attributes: dict[str, Any] = {
+            "role": m.attr(policy.CUSTOMER_ROLE),
+            "status": m.attr("active"),
+            "description": m.attr(f"Customer prefix of {service}"),
+            "service": m.ref(node["id"]),
+            "vlan": m.ref(vlan_node["id"]) if vlan_node else m.hfid(vlan.l2domain, vlan.vlan_id),
+        }
+        request = {
+            "id": pool_id,
+            "identifier": policy.allocation_key(service, "prefix", length),
+            "prefix_length": length,
+            "data": attributes,
+        }
+        try:
+            result = await self._gql(q.ALLOCATE_PREFIX, {"data": request}, branch)
+        except GraphQLError as exc:
+            text = messages(exc).lower()
+            if "no more resources" in text or "exhausted" in text:
+                raise PoolExhausted(pool, f"/{length} prefix") from exc
+            raise
+        allocated = result["InfrahubIPPrefixPoolGetResource"]["node"]
+        try:
+            prefix = IPv4Network(str(allocated["display_label"]))
+        except ValueError:
+            prefix = IPv4Network(value(peer((await self._require(service, branch))[0], "prefix"), "prefix"))
+        await self._reserve(
+            service, _prefix_resource(prefix), "prefix", branch, pool=pool, size=prefix.num_addresses
+        )
+        return prefix
+
+    async def claim_port(self, service: str, *, port: Port, vlan: Vlan, branch: str) -> PortAssignment:
+        node, records = await self._require(service, branch)
+        held = interfaces(node, "DcimInterfaceL2")
+        current = _key(held[0]) if held else None
+        if current is not None and current != port.id:
+            raise ServiceConflict(f"{service} holds {current}; release it before moving")
+        resource = _port_resource(port.id)
+        record = _record(records, resource)
+        if record is None or value(record, "released_on") == branch:
+            site = str(value(peer(node, "location"), "shortname"))
+            try:
+                await self._reserve(
+                    service, resource, "port", branch, site=site, device_index=port.device_index
+                )
+            except _Taken as exc:
+                raise PortTaken(port.id) from exc
+        assignment = PortAssignment(port=port, vlan_id=vlan.vlan_id)
+        untagged = peer(held[0], "untagged_vlan") if held else None
+        if untagged is not None and int(value(untagged, "vlan_id")) == vlan.vlan_id:
+            return assignment
+        vlan_node = held_vlan(node)
+        device, name = port.id.split(":", 1)
+        data = {
+            **m.hfid(device, name),
+            "enabled": m.attr(True),
+            "status": m.attr("active"),
+            "l2_mode": m.attr("Access"),
+            "untagged_vlan": m.ref(vlan_node["id"]) if vlan_node else m.hfid(vlan.l2domain, vlan.vlan_id),
+            "service": m.ref(node["id"]),
+            "description": m.attr(f"{service} (VLAN {vlan.vlan_id})"),
+        }
+        await self._write([m.update("DcimInterfaceL2", data)], branch)
+        return assignment
+
+    async def _reserve(self, service: str, resource: str, kind: str, branch: str, **extra: str | int) -> None:
+        """Record ``resource`` as held by ``service`` for every branch. Created on main, where
+        Infrahub serialises creates of a kind with a uniqueness constraint: of two concurrent
+        claims one gets a uniqueness violation. Raises _Taken when another service holds it."""
+        data = {
+            "resource": m.attr(resource),
+            "kind": m.attr(kind),
+            "service_identifier": m.attr(service),
+            "claimed_on": m.attr(branch),
+            **{name: m.attr(v) for name, v in extra.items()},
+        }
+        try:
+            await self._gql(q.CREATE_RESERVATION, {"data": data})
+            return
+        except GraphQLError as exc:
+            if "unique" not in messages(exc).lower():
+                raise
+        found = nodes(await self._gql(q.RESERVATION, {"resource": resource}), RESERVATION)
+        if not found or value(found[0], "service_identifier") != service:
+            raise _Taken(resource)
+        if value(found[0], "released_on") == branch:  # claimed again on the branch that released it
+            await self._write(
+                [m.update(RESERVATION, {"id": found[0]["id"], "released_on": m.attr(None)})], MAIN
+            )
+
+    async def ensure_gateway(
+        self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
+    ) -> Gateway:
+        node, _ = await self._require(service, branch)
+        name = policy.gateway_interface_name(vlan.vlan_id)
+        gateway = Gateway(device=device, interface=name, address=address, vlan_id=vlan.vlan_id)
+        if to_implementation(node).gateway == gateway:
+            return gateway
+        vlan_node = held_vlan(node)
+        vlan_ref = m.ref(vlan_node["id"]) if vlan_node else m.hfid(vlan.l2domain, vlan.vlan_id)
+        existing = next(
+            (
+                i
+                for i in interfaces(node, "DcimInterfaceL3")
+                if value(i, "name") == name and value(peer(i, "device"), "name") == device
+            ),
+            None,
+        )
+        ops: list[m.Op] = []
+        if existing is None:
+            ops.append(
+                m.create(
+                    "DcimInterfaceL3",
+                    {
+                        "name": m.attr(name),
+                        "device": m.hfid(device),
+                        "role": m.attr(policy.CUSTOMER_ROLE),
+                        "status": m.attr("active"),
+                        "enabled": m.attr(True),
+                        "description": m.attr(f"Gateway of {service}"),
+                        "vlan": vlan_ref,
+                        "service": m.ref(node["id"]),
+                    },
+                )
+            )
+        elif peer(existing, "vlan") is None:
+            ops.append(m.update("DcimInterfaceL3", {"id": existing["id"], "vlan": vlan_ref}))
+        addresses = peers(existing, "ip_addresses") if existing else []
+        if not any(IPv4Interface(value(a, "address")) == address for a in addresses):
+            ops.append(
+                m.create(
+                    "IpamIPAddress",
+                    {
+                        "address": m.attr(str(address)),
+                        "interface": m.hfid(device, name),
+                        "description": m.attr(f"Gateway of {service}"),
+                        "service": m.ref(node["id"]),
+                    },
+                )
+            )
+        prefix = peer(node, "prefix")
+        if prefix is not None:
+            ops.append(
+                m.update("IpamPrefix", {"id": prefix["id"], "gateway": m.hfid(str(address), "default")})
+            )
+        await self._write(ops, branch)
+        return gateway
+
+    async def release_vlan(self, service: str, *, branch: str) -> None:
+        node, _ = await self._require(service, branch)
+        vlan = peer(node, "vlan")
+        if vlan is None:
+            return
+        on_main = peer((await self._require(service, MAIN))[0], "vlan") if branch != MAIN else None
+        if on_main is not None and on_main["id"] == vlan["id"]:
+            if value(vlan, "status") != RELEASED_VLAN_STATUS:
+                op = m.update("IpamVLAN", {"id": vlan["id"], "status": m.attr(RELEASED_VLAN_STATUS)})
+                await self._write([op], branch)
+            return
+        await self._write([m.delete("IpamVLAN", vlan["id"])], branch)
+
+    async def release_prefix(self, service: str, *, branch: str) -> None:
+        node, records = await self._require(service, branch)
+        prefix = peer(node, "prefix")
+        if prefix is None:
+            return
+        ops = [m.delete("IpamPrefix", prefix["id"])]
+        record = _record(records, _prefix_resource(IPv4Network(value(prefix, "prefix"))))
+        if record is not None:
+            ops.append(_release_record(record, branch))
+        await self._write(ops, branch)
+
+    async def release_port(self, service: str, *, branch: str) -> None:
+        node, records = await self._require(service, branch)
+        ops: list[m.Op] = []
+        for interface in interfaces(node, "DcimInterfaceL2"):
+            ops.append(_free_port(interface["id"]))
+            record = _record(records, _port_resource(_key(interface)))
+            if record is not None:
+                ops.append(_release_record(record, branch))
+        await self._write(ops, branch)
+
+    async def release_gateway(self, service: str, *, branch: str) -> None:
+        node, _ = await self._require(service, branch)
+        ops: list[m.Op] = []
+        for interface in interfaces(node, "DcimInterfaceL3"):
+            ops += [m.delete("IpamIPAddress", a["id"]) for a in peers(interface, "ip_addresses")]
+            ops.append(m.delete("DcimInterfaceL3", interface["id"]))
+        await self._write(ops, branch)
+
+    async def discard_changes(self, service: str, *, branch: str) -> None:
+        if branch == MAIN:
+            return
+        node, records = await self._require(service, branch)
+        main_node, _ = await self._require(service, MAIN)
+        ops: list[m.Op] = []
+        main_l3 = {i["id"] for i in interfaces(main_node, "DcimInterfaceL3")}
+        for interface in interfaces(node, "DcimInterfaceL3"):
+            if interface["id"] not in main_l3:
+                ops += [m.delete("IpamIPAddress", a["id"]) for a in peers(interface, "ip_addresses")]
+                ops.append(m.delete("DcimInterfaceL3", interface["id"]))
+        main_l2 = {i["id"]: i for i in interfaces(main_node, "DcimInterfaceL2")}
+        for interface in interfaces(node, "DcimInterfaceL2"):
+            if interface["id"] not in main_l2:
+                ops.append(_free_port(interface["id"]))
+        for interface in main_l2.values():  # main's configuration back onto the branch
+            ops.append(_restore_port(interface, main_node["id"]))
+        prefix, main_prefix = peer(node, "prefix"), peer(main_node, "prefix")
+        if prefix is not None and (main_prefix is None or main_prefix["id"] != prefix["id"]):
+            ops.append(m.delete("IpamPrefix", prefix["id"]))
+        vlan, main_vlan = peer(node, "vlan"), peer(main_node, "vlan")
+        if vlan is not None and (main_vlan is None or main_vlan["id"] != vlan["id"]):
+            ops.append(m.delete("IpamVLAN", vlan["id"]))
+        elif vlan is not None and value(vlan, "status") != value(main_vlan, "status"):
+            ops.append(m.update("IpamVLAN", {"id": vlan["id"], "status": m.attr(value(main_vlan, "status"))}))
+        state = {
+            name: m.attr(value(main_node, name))
+            for name in ("status", "bandwidth", "ip_package")
+            if value(node, name) != value(main_node, name)
+        }
+        if state:
+            ops.append(m.update(SERVICE, {"id": node["id"], **state}))
+        for record in records:  # what the branch claimed goes back; what it released stays held
+            if value(record, "claimed_on") == branch:
+                ops.append(m.delete(RESERVATION, record["id"]))
+            elif value(record, "released_on") == branch:
+                ops.append(m.update(RESERVATION, {"id": record["id"], "released_on": m.attr(None)}))
+        await self._write(ops, branch)
+
+    # ------------------------------------------------------------------ branches and proposed changes
+    async def create_branch(self, name: str) -> None:
+        if name == MAIN:
+            return
+        try:
+            await self._gql(q.CREATE_BRANCH, {"name": name})
+        except GraphQLError as exc:
+            if "already exist" not in messages(exc).lower():
+                raise
+
+    async def open_proposed_change(self, branch: str, title: str, description: str) -> ProposedChange:
+        current = await self._newest_change(branch)
+        if current is not None and current.state is ChangeState.OPEN:
+            return current
+        data = {
+            "name": m.attr(title),
+            "description": m.attr(description),
+            "source_branch": m.attr(branch),
+            "destination_branch": m.attr(MAIN),
+        }
+        try:
+            result = await self._gql(q.CREATE_PROPOSED_CHANGE, {"data": data})
+        except GraphQLError as exc:
+            if "branch" in messages(exc).lower():
+                raise ServiceConflict(f"no branch {branch!r}: {messages(exc)}") from exc
+            raise
+        return to_change(result["CoreProposedChangeCreate"]["object"])
+
+    async def _newest_change(self, branch: str) -> ProposedChange | None:
+        found = nodes(await self._gql(q.PROPOSED_CHANGES, {"branch": branch}), "CoreProposedChange")
+        if not found:
+            return None
+        return to_change(max(found, key=lambda n: str(n["id"])))
+
+    async def get_proposed_change(self, branch: str) -> ProposedChange | None:
+        change = await self._newest_change(branch)
+        if change is not None and change.state is ChangeState.MERGED:
+            await self._finish_merge(change.branch)
+        return change
+
+    async def _change(self, change_id: str) -> ProposedChange:
+        found = nodes(await self._gql(q.PROPOSED_CHANGE, {"id": change_id}), "CoreProposedChange")
+        if not found:
+            raise ServiceConflict(f"no proposed change {change_id!r}")
+        return to_change(found[0])
+
+    async def merge_proposed_change(self, change_id: str) -> ProposedChange:
+        change = await self._change(change_id)
+        deadline = time.monotonic() + self.merge_timeout
+        delay = 1.0
+        while change.state is ChangeState.OPEN:
+            try:
+                await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id})
+            except GraphQLError as exc:
+                if "open state" not in messages(exc).lower():  # someone else merged or closed it meanwhile
+                    raise
+            change = await self._change(change_id)
+            if change.state is not ChangeState.OPEN:
+                break
+            if time.monotonic() > deadline:
+                raise ServiceConflict(
+                    f"proposed change {change_id} could not be merged within {self.merge_timeout:.0f}s "
+                    "(its checks failed or are still running)"
+                )
+            await asyncio.sleep(delay)  # the pipeline's checks are still running
+            delay = min(delay * 2, 15.0)
+        if change.state is ChangeState.CLOSED:
+            raise ServiceConflict(f"proposed change {change_id} is closed and cannot be merged")
+        await self._finish_merge(change.branch)
+        return change
+
+    async def close_proposed_change(self, change_id: str) -> ProposedChange:
+        change = await self._change(change_id)
+        if change.state is ChangeState.MERGED:
+            raise ServiceConflict(f"proposed change {change_id} is merged and cannot be closed")
+        if change.state is ChangeState.CLOSED:
+            return change
+        result = await self._gql(q.CLOSE_PROPOSED_CHANGE, {"id": change_id})
+        return to_change(result["CoreProposedChangeUpdate"]["object"])
+
+    async def _finish_merge(self, branch: str) -> None:
+        """What a merge leaves to do on main: port claims made on the branch become main's, ports
+        released there are given back, and VLANs whose release was deferred are deleted."""
+        if branch in self._finished:
+            return
+        data = await self._gql(q.PENDING_AFTER_MERGE, {"branch": branch})
+        ops = [
+            m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)}) for n in nodes(data, "claimed")
+        ]
+        ops += [m.delete(RESERVATION, n["id"]) for n in nodes(data, "released")]
+        ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(data, "IpamVLAN")]
+        await self._write(ops, MAIN)
+        if branch != MAIN:
+            # A merged branch keeps its own copy of what it created, and both pools read every
+            # branch: while the branch lives, a VLAN ID or prefix it allocated stays taken even
+            # after main deletes it. Its proposed changes stay (merged) for the record.
+            try:
+                await self._gql(q.DELETE_BRANCH, {"name": branch})
+            except GraphQLError as exc:
+                if "not found" not in messages(exc).lower():
+                    raise
+        self._finished.add(branch)
+
+
+class _Taken(Exception):
+    """Another service holds the resource."""
+
+
+def _port_resource(port_id: str) -> str:
+    return f"port:{port_id}"
+
+
+def _prefix_resource(prefix: IPv4Network) -> str:
+    return f"prefix:{prefix}"
+
+
+def _record(records: list[dict[str, Any]], resource: str) -> dict[str, Any] | None:
+    return next((r for r in records if value(r, "resource") == resource), None)
+
+
+def _release_record(record: dict[str, Any], branch: str) -> m.Op:
+    """A reservation released on ``branch``: gone at once if the branch made it, else when the
+    branch is merged."""
+    if branch == MAIN or value(record, "claimed_on") == branch:
+        return m.delete(RESERVATION, record["id"])
+    return m.update(RESERVATION, {"id": record["id"], "released_on": m.attr(branch)})
+
+
+def _key(interface: dict[str, Any]) -> str:
+    return port_key(str(value(peer(interface, "device"), "name")), str(value(interface, "name")))
+
+
+def _free_port(interface_id: str) -> m.Op:
+    return m.update(
+        "DcimInterfaceL2",
+        {
+            "id": interface_id,
+            "enabled": m.attr(False),
+            "status": m.attr("free"),
+            "l2_mode": m.attr(None),
+            "untagged_vlan": None,
+            "service": None,
+            "description": m.attr(None),
+        },
+    )
+
+
+def _restore_port(interface: dict[str, Any], service_id: str) -> m.Op:
+    untagged = peer(interface, "untagged_vlan")
+    return m.update(
+        "DcimInterfaceL2",
+        {
+            "id": interface["id"],
+            "enabled": m.attr(value(interface, "enabled")),
+            "status": m.attr(value(interface, "status")),
+            "l2_mode": m.attr(value(interface, "l2_mode")),
+            "untagged_vlan": m.ref(untagged["id"]) if untagged else None,
+            "service": m.ref(service_id),
+            "description": m.attr(value(interface, "description")),
+        },
+    )

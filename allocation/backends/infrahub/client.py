@@ -1,0 +1,88 @@
+"""The connection to Infrahub: one SDK client, one pooled HTTP connection, every request counted.
+
+Only SDK calls that exist in infrahub-sdk 1.13 (bundled with the Infrahub 1.4 task worker) and
+1.23 (our venv) are used: ``InfrahubClient(address, config=Config(...))`` with a custom
+``requester``, ``execute_graphql`` and ``branch.create``. The requester keeps one
+``httpx.AsyncClient`` open (the SDK's default opens a connection per request), counts GraphQL
+round trips and turns transport failures into ``InventoryUnavailable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from infrahub_sdk import Config, InfrahubClient
+from infrahub_sdk.exceptions import (
+    AuthenticationError,
+    GraphQLError,
+    JsonDecodeError,
+    ServerNotReachableError,
+    ServerNotResponsiveError,
+    URLNotFoundError,
+)
+
+from allocation.errors import InventoryUnavailable
+
+
+class Connection:
+    """An SDK client on a persistent HTTP connection. Not shared between event loops: open one per
+    inventory, close it with the inventory."""
+
+    def __init__(self, address: str, token: str | None, timeout: int = 60) -> None:
+        self.address = address.rstrip("/")
+        self.timeout = timeout
+        self.round_trips = 0
+        self._http: httpx.AsyncClient | None = None
+        config = Config(address=self.address, api_token=token, timeout=timeout, requester=self._request)
+        self.sdk = InfrahubClient(address=self.address, config=config)
+
+    async def _request(
+        self,
+        url: str,
+        method: Any,
+        headers: dict[str, Any],
+        timeout: int,  # noqa: ASYNC109  (the name is the SDK requester protocol's)
+        payload: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=timeout)
+        self.round_trips += 1
+        verb = str(getattr(method, "value", method)).upper()
+        try:
+            response = await self._http.request(verb, url, headers=headers, json=payload, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise self.unavailable(f"no answer within {timeout}s ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise self.unavailable(str(exc) or type(exc).__name__) from exc
+        if response.status_code >= 500:
+            raise self.unavailable(f"HTTP {response.status_code} from {url}")
+        return response
+
+    def unavailable(self, reason: str) -> InventoryUnavailable:
+        return InventoryUnavailable(f"Infrahub at {self.address} is unreachable: {reason}")
+
+    async def gql(
+        self, query: str, variables: dict[str, Any] | None = None, branch: str = "main"
+    ) -> dict[str, Any]:
+        """Run one GraphQL document (one round trip). GraphQL errors come back as ``GraphQLError``."""
+        try:
+            data: dict[str, Any] = await self.sdk.execute_graphql(
+                query=query, variables=variables, branch_name=branch
+            )
+        except (ServerNotReachableError, ServerNotResponsiveError, JsonDecodeError) as exc:
+            raise self.unavailable(str(exc) or type(exc).__name__) from exc
+        except AuthenticationError as exc:
+            raise InventoryUnavailable(f"Infrahub at {self.address} refused the API token: {exc}") from exc
+        except URLNotFoundError as exc:
+            raise InventoryUnavailable(f"Infrahub at {self.address}: {exc}") from exc
+        return data
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def messages(error: GraphQLError) -> str:
+    return " | ".join(str(e.get("message", e)) for e in error.errors)
