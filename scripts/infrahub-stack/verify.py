@@ -134,14 +134,6 @@ async def full_checks(client: InfrahubClient, suffix: str, pipeline_timeout: flo
     step("proposed change pipeline (task worker)", t, summary)
 
     t = time.monotonic()
-    tasks = await client.execute_graphql(query=TASKS_QUERY)
-    edges = [e for e in tasks["InfrahubTask"]["edges"] if e["node"]["related_node"] == pc.id]
-    states: dict[str, int] = {}
-    for edge in edges:
-        states[edge["node"]["state"]] = states.get(edge["node"]["state"], 0) + 1
-    step("tasks related to the proposed change", t, f"{len(edges)} tasks {states}")
-
-    t = time.monotonic()
     merged = await client.execute_graphql(query=MERGE_MUTATION, variables={"id": pc.id})
     if not merged["CoreProposedChangeMerge"]["ok"]:
         print(f"  FAIL merge: {merged}")
@@ -155,6 +147,14 @@ async def full_checks(client: InfrahubClient, suffix: str, pipeline_timeout: flo
         print(f"  FAIL after merge: state={pc_after.state.value}, widget on main size={on_main.size.value}")
         return False
     step("widget on main, proposed change merged", t, f"state={pc_after.state.value}")
+    t = time.monotonic()
+    tasks = await client.execute_graphql(query=TASKS_QUERY)
+    edges = [e for e in tasks["InfrahubTask"]["edges"] if e["node"]["related_node"] == pc.id]
+    states: dict[str, int] = {}
+    for edge in edges:
+        states[edge["node"]["state"]] = states.get(edge["node"]["state"], 0) + 1
+    step("tasks recorded for the proposed change", t, f"{len(edges)} tasks {states}")
+
     return True
 
 
