@@ -23,8 +23,17 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not browser"
 
+# Lint, then every layer, integration included: scripts/run-tests starts (and afterwards stops)
+# the native Infrahub stack unless one is already running.
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	scripts/run-tests
+
+infrahub-start:
+	python3 scripts/infrahub-stack/stack start
+	. .infrahub-stack/env && python3 scripts/infrahub-bootstrap
+
+infrahub-stop:
+	python3 scripts/infrahub-stack/stack stop
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core --services 1000 --services 10000

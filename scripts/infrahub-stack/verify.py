@@ -10,6 +10,7 @@ It reads INFRAHUB_ADDRESS and INFRAHUB_API_TOKEN. It loads a one-node schema in 
 `Stacksmoke` namespace (harmless beside any other schema), so it can run on a shared stack.
 Exit code 0 when every step passed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,7 +74,9 @@ async def client_checks(client: InfrahubClient, suffix: str) -> None:
     step("get_version", t, f"server {version}")
 
     t = time.monotonic()
-    branch = await client.branch.create(branch_name=f"client-{suffix}", sync_with_git=False, description="stack check")
+    branch = await client.branch.create(
+        branch_name=f"client-{suffix}", sync_with_git=False, description="stack check"
+    )
     step("create branch", t, branch.name)
 
     t = time.monotonic()
@@ -98,7 +101,9 @@ async def full_checks(client: InfrahubClient, suffix: str, pipeline_timeout: flo
     step("load schema Stacksmoke", t, "changed" if response.schema_updated else "already loaded")
 
     t = time.monotonic()
-    branch = await client.branch.create(branch_name=f"smoke-{suffix}", sync_with_git=False, description="stack smoke")
+    branch = await client.branch.create(
+        branch_name=f"smoke-{suffix}", sync_with_git=False, description="stack smoke"
+    )
     step("create branch", t, branch.name)
 
     t = time.monotonic()
@@ -127,7 +132,9 @@ async def full_checks(client: InfrahubClient, suffix: str, pipeline_timeout: flo
         if validations and all(v["state"]["value"] == "completed" for v in validations):
             break
         await asyncio.sleep(2)
-    summary = ", ".join(f"{v['display_label']}={v['state']['value']}/{v['conclusion']['value']}" for v in validations)
+    summary = ", ".join(
+        f"{v['display_label']}={v['state']['value']}/{v['conclusion']['value']}" for v in validations
+    )
     if not validations or not all(v["state"]["value"] == "completed" for v in validations):
         print(f"  FAIL proposed change pipeline did not complete in {pipeline_timeout:.0f}s: [{summary}]")
         return False
@@ -159,7 +166,9 @@ async def full_checks(client: InfrahubClient, suffix: str, pipeline_timeout: flo
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--client-only", action="store_true", help="only version, branch and schema queries")
     parser.add_argument("--pipeline-timeout", type=float, default=300)
     args = parser.parse_args()
@@ -169,7 +178,11 @@ async def main() -> int:
     if not token:
         print("INFRAHUB_API_TOKEN is not set: source .infrahub-stack/env first", file=sys.stderr)
         return 2
-    sdk = importlib.metadata.version("infrahub-sdk") if _has_dist("infrahub-sdk") else "bundled with infrahub-server"
+    sdk = (
+        importlib.metadata.version("infrahub-sdk")
+        if _has_dist("infrahub-sdk")
+        else "bundled with infrahub-server"
+    )
     print(f"Infrahub {address}, infrahub-sdk {sdk}, python {sys.version.split()[0]}")
     client = InfrahubClient(address=address, config=Config(api_token=token, timeout=120))
     suffix = time.strftime("%Y%m%d-%H%M%S")
