@@ -735,34 +735,40 @@ class InfrahubInventory:
             await self._finish_merge(change.branch)
         return change
 
-    async def _change(self, change_id: str) -> ProposedChange:
+    async def _change_node(self, change_id: str) -> dict[str, Any]:
         found = nodes(await self._gql(q.PROPOSED_CHANGE, {"id": change_id}), "CoreProposedChange")
         if not found:
             raise ServiceConflict(f"no proposed change {change_id!r}")
-        return to_change(found[0])
+        return found[0]
+
+    async def _change(self, change_id: str) -> ProposedChange:
+        return to_change(await self._change_node(change_id))
 
     async def merge_proposed_change(self, change_id: str) -> ProposedChange:
-        change = await self._change(change_id)
+        """Merge as the architect would. The merge runs as a task in Infrahub (tens of seconds), so it
+        is submitted and its state polled; Infrahub puts the change back to ``open`` when checks of
+        its pipeline are unfinished or failed, and the merge is submitted again until the deadline."""
+        node = await self._change_node(change_id)
         deadline = time.monotonic() + self.merge_timeout
         delay = 1.0
-        while change.state is ChangeState.OPEN:
-            try:
-                await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id})
-            except GraphQLError as exc:
-                if "open state" not in messages(exc).lower():  # someone else merged or closed it meanwhile
-                    raise
-            change = await self._change(change_id)
-            if change.state is not ChangeState.OPEN:
-                break
+        while (state := str(value(node, "state"))) != "merged":
+            if state in ("closed", "canceled"):
+                raise ServiceConflict(f"proposed change {change_id} is {state} and cannot be merged")
             if time.monotonic() > deadline:
                 raise ServiceConflict(
                     f"proposed change {change_id} could not be merged within {self.merge_timeout:.0f}s "
-                    "(its checks failed or are still running)"
+                    f"(still {state}: its checks failed or are still running)"
                 )
-            await asyncio.sleep(delay)  # the pipeline's checks are still running
-            delay = min(delay * 2, 15.0)
-        if change.state is ChangeState.CLOSED:
-            raise ServiceConflict(f"proposed change {change_id} is closed and cannot be merged")
+            if state == "open":
+                try:
+                    await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id})
+                except GraphQLError as exc:
+                    if "open state" not in messages(exc).lower():  # merged or closed meanwhile
+                        raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+            node = await self._change_node(change_id)
+        change = to_change(node)
         await self._finish_merge(change.branch)
         return change
 

@@ -218,7 +218,7 @@ mutation CloseChange($id: String!) {
 
 MERGE_PROPOSED_CHANGE = """
 mutation MergeChange($id: String!) {
-  CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: true) { ok }
+  CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
 }
 """
 

@@ -1,0 +1,211 @@
+"""The Infrahub backend against a live Infrahub: a whole service life, a lost race, a dead server.
+
+What Infrahub holds is checked with plain GraphQL through the SDK's own client, not through the
+backend under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from ipaddress import IPv4Interface
+from typing import Any
+
+import pytest
+from infrahub_sdk import Config, InfrahubClient
+
+from allocation import lifecycle, policy
+from allocation.backends.infrahub import InfrahubInventory
+from allocation.errors import InventoryUnavailable, PortTaken
+from allocation.intent import Bandwidth, IpPackage, ServiceStatus
+from allocation.model import MAIN
+from allocation.settings import InfrahubSettings
+from tests.integration.conftest import requires_infrahub
+from tests.support import request
+
+pytestmark = [pytest.mark.integration, requires_infrahub]
+
+SITE = "par01"
+
+MAIN_VIEW = """
+query Check($identifier: String!) {
+  ServiceDedicatedInternet(service_identifier__value: $identifier) {
+    edges { node {
+      status { value }
+      vlan { node { vlan_id { value } status { value } } }
+      prefix { node { prefix { value } gateway { node { address { value } } } } }
+      dedicated_interfaces { edges { node {
+        __typename name { value } status { value } enabled { value }
+        device { node { name { value } } }
+        ... on DcimInterfaceL2 { l2_mode { value } untagged_vlan { node { vlan_id { value } } } }
+        ... on DcimInterfaceL3 { vlan { node { vlan_id { value } } } ip_addresses { edges { node { address { value } } } } }
+      } } }
+    } }
+  }
+}
+"""
+
+
+async def main_view(identifier: str) -> dict[str, Any]:
+    settings = InfrahubSettings()
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    client = InfrahubClient(address=settings.address, config=Config(api_token=token))
+    data = await client.execute_graphql(
+        query=MAIN_VIEW, variables={"identifier": identifier}, branch_name=MAIN
+    )
+    node: dict[str, Any] = data["ServiceDedicatedInternet"]["edges"][0]["node"]
+    return node
+
+
+async def usage(inventory: InfrahubInventory) -> tuple[dict[str, int], int]:
+    pools = {p.name: p.used for p in await inventory.pool_usage()}
+    ports = sum(p.used for p in await inventory.port_usage() if p.site == SITE)
+    return pools, ports
+
+
+async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> None:
+    change = await lifecycle.prepare(identifier, transition, inventory)
+    assert change is not None
+    await inventory.merge_proposed_change(change.id)
+    branch, _ = await lifecycle.review_branch(identifier, transition, inventory)
+    assert await lifecycle.conclude(identifier, transition, inventory, branch) is lifecycle.Outcome.DONE
+
+
+async def test_a_service_lives_and_dies_on_infrahub(
+    infrahub: InfrahubInventory, new_id: Callable[[], str]
+) -> None:
+    identifier = new_id()
+    before = await usage(infrahub)
+    await lifecycle.request_service(
+        request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.MEDIUM), infrahub
+    )
+
+    start = infrahub.round_trips
+    await approve(infrahub, identifier, lifecycle.DELIVER)
+    delivered = await lifecycle.get_service(identifier, infrahub)
+    impl = delivered.implementation
+    assert delivered.status is ServiceStatus.ACTIVE and impl.complete
+    assert impl.vlan and impl.prefix and impl.port and impl.gateway
+    assert impl.prefix.prefixlen == 28 and impl.gateway.address == policy.gateway_address(impl.prefix)
+    print(f"deliver: {infrahub.round_trips - start} round trips")
+
+    view = await main_view(identifier)  # what Infrahub's own GraphQL shows on main
+    assert view["status"]["value"] == "active"
+    assert view["vlan"]["node"]["vlan_id"]["value"] == impl.vlan.vlan_id
+    assert view["prefix"]["node"]["prefix"]["value"] == str(impl.prefix)
+    assert view["prefix"]["node"]["gateway"]["node"]["address"]["value"] == str(impl.gateway.address)
+    interfaces = {i["node"]["__typename"]: i["node"] for i in view["dedicated_interfaces"]["edges"]}
+    port, gateway = interfaces["DcimInterfaceL2"], interfaces["DcimInterfaceL3"]
+    assert (port["name"]["value"], port["status"]["value"], port["enabled"]["value"]) == (
+        impl.port.port.name,
+        "active",
+        True,
+    )
+    assert port["l2_mode"]["value"] == "Access"
+    assert port["untagged_vlan"]["node"]["vlan_id"]["value"] == impl.vlan.vlan_id
+    assert gateway["name"]["value"] == policy.gateway_interface_name(impl.vlan.vlan_id)
+    assert gateway["device"]["node"]["name"]["value"] == impl.gateway.device
+    assert gateway["vlan"]["node"]["vlan_id"]["value"] == impl.vlan.vlan_id
+    assert (
+        IPv4Interface(gateway["ip_addresses"]["edges"][0]["node"]["address"]["value"]) == impl.gateway.address
+    )
+
+    held = await usage(infrahub)
+    assert held[0][policy.VLAN_POOL] == before[0][policy.VLAN_POOL] + 1
+    assert held[0][policy.PREFIX_POOL] == before[0][policy.PREFIX_POOL] + 16
+    assert held[1] == before[1] + 1
+
+    # A rerun of a finished transition changes nothing.
+    assert await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub) is None
+    assert await usage(infrahub) == held
+
+    start = infrahub.round_trips
+    await approve(infrahub, identifier, lifecycle.DECOMMISSION)
+    print(f"decommission: {infrahub.round_trips - start} round trips")
+    gone = await lifecycle.get_service(identifier, infrahub)
+    assert gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
+    view = await main_view(identifier)
+    assert view["vlan"]["node"] is None and view["prefix"]["node"] is None
+    assert view["dedicated_interfaces"]["edges"] == []
+    assert await usage(infrahub) == before  # the VLAN ID, the prefix and the port are back
+    assert await lifecycle.prepare(identifier, lifecycle.DECOMMISSION, infrahub) is None
+
+
+async def test_rerunning_a_delivery_before_review_changes_nothing(
+    infrahub: InfrahubInventory, new_id: Callable[[], str]
+) -> None:
+    identifier = new_id()
+    before = await usage(infrahub)
+    await lifecycle.request_service(request(identifier, site=SITE), infrahub)
+    first = await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub)
+    assert first is not None
+    branch = first.branch
+    allocated = (await lifecycle.get_service(identifier, infrahub, branch)).implementation
+    held = await usage(infrahub)
+
+    again = await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub)
+    assert again is not None and again.id == first.id
+    assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
+    assert await usage(infrahub) == held
+
+    # Rejected: everything the branch took goes back at once.
+    await infrahub.close_proposed_change(first.id)
+    assert (
+        await lifecycle.conclude(identifier, lifecycle.DELIVER, infrahub, branch)
+        is lifecycle.Outcome.REJECTED
+    )
+    assert (await lifecycle.get_service(identifier, infrahub)).status is ServiceStatus.DRAFT
+    assert await usage(infrahub) == before
+
+
+async def test_two_clients_racing_for_one_port_cannot_both_win(new_id: Callable[[], str]) -> None:
+    inventories = [InfrahubInventory.from_settings(InfrahubSettings()) for _ in range(2)]
+    identifiers = [new_id(), new_id()]
+    branches = [policy.branch_name(i, "deliver") for i in identifiers]
+    try:
+        site = await inventories[0].get_site(SITE)
+        vlans = []
+        for inventory, identifier, branch in zip(inventories, identifiers, branches, strict=True):
+            await inventory.create_service(request(identifier, site=SITE))
+            await inventory.create_branch(branch)
+            vlans.append(
+                await inventory.ensure_vlan(
+                    identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=branch
+                )
+            )
+        port = (await inventories[0].free_ports(SITE, 1000))[0]
+        results = await asyncio.gather(
+            *(
+                inventory.claim_port(identifier, port=port, vlan=vlan, branch=branch)
+                for inventory, identifier, vlan, branch in zip(
+                    inventories, identifiers, vlans, branches, strict=True
+                )
+            ),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(r, PortTaken) for r in results) == 1, results
+        assert sum(not isinstance(r, BaseException) for r in results) == 1, results
+    finally:
+        for inventory, identifier, branch in zip(inventories, identifiers, branches, strict=True):
+            await inventory.discard_changes(identifier, branch=branch)
+            await inventory.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_unreachable_infrahub_is_reported_as_unavailable() -> None:
+    address = f"http://127.0.0.1:{_closed_port()}"
+    inventory = InfrahubInventory(address, os.environ.get("INFRAHUB_API_TOKEN"), timeout=5)
+    try:
+        with pytest.raises(InventoryUnavailable, match=f"Infrahub at {address} is unreachable"):
+            await inventory.get_site(SITE)
+        with pytest.raises(InventoryUnavailable):
+            await inventory.create_branch("never-created")
+    finally:
+        await inventory.close()
