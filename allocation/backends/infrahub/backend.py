@@ -1,4 +1,4 @@
-"""The inventory port on a live Infrahub (1.4), through infrahub-sdk (1.13 to 1.23).
+"""The inventory port on a live Infrahub (tested on 1.11.9; written for 1.4+), through infrahub-sdk.
 
 How each promise of the port (``allocation.inventory``) maps onto Infrahub:
 
@@ -6,39 +6,37 @@ How each promise of the port (``allocation.inventory``) maps onto Infrahub:
   site), branch-aware status, bandwidth and package. Created on main.
 - VLAN IDs come from a ``CoreNumberPool`` (``from_pool`` in the VLAN's create, on the branch);
   prefixes from a ``CoreIPPrefixPool`` (``InfrahubIPPrefixPoolGetResource`` with the allocation
-  key as identifier, on the branch). Both pools look at every branch, so a resource taken on one
-  branch is taken for all.
-- Ports: a ``ServicePortReservation`` (branch-agnostic, unique ``port``) is created on main
-  before the interface is configured on the branch. Infrahub serialises creates of a kind with a
-  uniqueness constraint on main under a lock, so of two concurrent claims exactly one succeeds;
-  the other gets a uniqueness violation, which is ``PortTaken``.
-- Releases delete the objects on the branch. Infrahub's prefix pool returns a prefix when its
-  deletion reaches main (or at once for a prefix that only ever existed on the branch), like the
-  embedded backend.
+  key as identifier, on the branch). Both pools allocate across every branch.
+- Ports and prefixes held by a service are also recorded as ``ServiceReservation`` nodes
+  (branch-agnostic, unique ``resource``), created on main, where Infrahub serialises creates of a
+  kind with a uniqueness constraint: of two concurrent claims of one port exactly one succeeds,
+  the other gets a uniqueness violation, which is ``PortTaken``. A reservation records the branch
+  that made it (``claimed_on``) and the branch whose merge gives it back (``released_on``).
 
 Where Infrahub differs, and what this backend does about it:
 
-- A VLAN deleted on a branch frees its number for *every* branch at once (the number pool's
-  "used" query ranks the branch's deletion above main's live value), and the next allocation
-  then collides with main's VLAN on the ``[l2domain, vlan_id]`` uniqueness constraint: every
-  delivery would fail until the merge. So a VLAN that exists on main is released on the branch
-  by setting its status to ``deprecated`` (the proposed change shows it), and it is deleted from
-  main once the change is merged. A VLAN created on the branch is deleted there and its number
-  returns at once.
-- A port's reservation cannot follow merges by itself. A release on a branch marks it
-  ``released_on=<branch>``; a claim records ``claimed_on=<branch>``.
-- Both are finished by ``_finish_merge``, run by ``merge_proposed_change`` and, for changes
-  merged in Infrahub's UI, the first time ``get_proposed_change`` sees the change merged
-  (``lifecycle.conclude`` always asks). It is idempotent.
+- Both pools count a resource as used when *any* branch holds it, and a branch's own copy wins
+  over main's: a VLAN deleted on a branch frees its number at once for everybody (the next
+  allocation then collides with main's VLAN on ``[l2domain, vlan_id]``), and a VLAN or prefix a
+  merged branch created stays taken while that branch exists, even after main deletes it. So:
+  a VLAN that main holds is released on a branch by setting its status to ``deprecated`` (the
+  proposed change shows it) and deleted from main after the merge; and a merged branch is
+  deleted once its merge is finished (its proposed changes stay, merged, for the record).
+- Infrahub reports a prefix pool's utilisation for one branch's view only, so prefix pool usage
+  is summed from the prefix reservations; VLAN pools use Infrahub's own (global) utilisation,
+  one request per pool (two utilisation fields in one request break Infrahub's DB session).
+- What a merge leaves to do (reservations claimed or released on the branch, deferred VLAN
+  deletions, deleting the branch) is done by ``_finish_merge``: run by ``merge_proposed_change``
+  and, for a change merged in Infrahub's UI, the first time ``get_proposed_change`` sees it
+  merged (``lifecycle.conclude`` always asks). It is idempotent.
 - ``discard_changes`` cannot undo a deletion on a branch (Infrahub has no per-node revert): it
   deletes what the branch created and writes main's values back onto what the branch changed.
-  Nothing main holds is ever deleted on a branch before review except prefixes and gateway
-  objects, which no pool misses (the prefix pool still counts main's prefix).
-- ``pool_has_room`` for a prefix pool compares free addresses with the prefix size from
-  Infrahub's utilisation figure; it does not see fragmentation (``ensure_prefix`` still raises
-  ``PoolExhausted`` if Infrahub finds no block).
-- Merging waits for the proposed change's pipeline: Infrahub refuses to merge while checks are
-  unfinished, so the merge is retried for up to ``merge_timeout`` seconds.
+- ``pool_has_room`` for a prefix pool compares free addresses with the prefix size; it does not
+  see fragmentation (``ensure_prefix`` still raises ``PoolExhausted`` when Infrahub finds none).
+- Merging runs as an Infrahub task (tens of seconds) and is refused while the change's checks
+  are unfinished: it is submitted, its state polled, and resubmitted until ``merge_timeout``.
+- A branch created before a schema change keeps the old schema: load schemas before creating
+  review branches (``scripts/infrahub-bootstrap``).
 """
 
 from __future__ import annotations
