@@ -686,12 +686,16 @@ class InfrahubInventory:
         }
         if state:
             ops.append(m.update(SERVICE, {"id": node["id"], **state}))
-        for record in records:  # what the branch claimed goes back; what it released stays held
+        # What the branch claimed goes back; what it released stays held. Reservations go first: the
+        # mutations run one after the other, and a prefix deleted before its reservation is free in
+        # the pool for a concurrent allocation that then finds it reserved.
+        claims: list[m.Op] = []
+        for record in records:
             if value(record, "claimed_on") == branch:
-                ops.append(m.delete(RESERVATION, record["id"]))
+                claims.append(m.delete(RESERVATION, record["id"]))
             elif value(record, "released_on") == branch:
-                ops.append(m.update(RESERVATION, {"id": record["id"], "released_on": m.attr(None)}))
-        await self._write(ops, branch)
+                claims.append(m.update(RESERVATION, {"id": record["id"], "released_on": m.attr(None)}))
+        await self._write(claims + ops, branch)
 
     # ------------------------------------------------------------------ branches and proposed changes
     async def create_branch(self, name: str) -> None:
