@@ -156,3 +156,130 @@ async def test_the_generator_agrees_with_the_delivery_steps(
     assert (await lifecycle.get_service(identifier, infrahub)).status is ServiceStatus.DRAFT
     assert await pool_and_port_usage(infrahub, SITE) == before
     assert isinstance(allocated.prefix, IPv4Network)
+
+
+# Optional item c: Infrahub itself runs the generator from this repository, registered as a
+# read-only repository, in a proposed change's pipeline.
+
+REPOSITORY = """
+query Repository($id: ID!) {
+  CoreReadOnlyRepository(ids: [$id]) { edges { node { sync_status { value } commit { value } } } }
+  CoreGeneratorDefinition(name__value: "dedicated_internet") {
+    edges { node { repository { node { id } } targets { node { display_label } } } }
+  }
+}
+"""
+
+VALIDATORS = """
+query Validators($id: ID!) {
+  CoreProposedChange(ids: [$id]) { edges { node {
+    validations { edges { node { display_label state { value } conclusion { value } } } }
+  } } }
+}
+"""
+
+
+async def git(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+
+
+async def test_infrahub_runs_the_generator_in_a_proposed_change(
+    infrahub: InfrahubInventory, new_id: Callable[[], str], tmp_path: Path
+) -> None:
+    # This commit, as the worker will clone it (`git clone <location>`).
+    origin = tmp_path / "service-factory.git"
+    await git("init", "--quiet", "--bare", str(origin))
+    await git("push", "--quiet", str(origin), "HEAD:refs/heads/main")
+    identifier = new_id()
+    created = await sdk_query(
+        """mutation Register($name: String!, $location: String!) {
+             CoreReadOnlyRepositoryCreate(data: {name: {value: $name}, location: {value: $location}, ref: {value: "main"}}) {
+               object { id }
+             }
+           }""",
+        {"name": f"service-factory-{identifier.lower()}", "location": str(origin)},
+    )
+    repository = created["CoreReadOnlyRepositoryCreate"]["object"]["id"]
+    branch = f"gen-pc-{identifier.lower()}"
+    change_id: str | None = None
+    before = await pool_and_port_usage(infrahub, SITE)
+    try:
+        async with asyncio.timeout(300):  # the worker clones, then imports .infrahub.yml
+            while True:
+                found = await sdk_query(REPOSITORY, {"id": repository})
+                status = found["CoreReadOnlyRepository"]["edges"][0]["node"]["sync_status"]["value"]
+                assert status not in ("error-import", "error"), found
+                definitions = found["CoreGeneratorDefinition"]["edges"]
+                if status == "in-sync" and definitions:
+                    break
+                await asyncio.sleep(2)
+        definition = definitions[0]["node"]
+        assert definition["repository"]["node"]["id"] == repository
+        assert definition["targets"]["node"]["display_label"] == "automated_dedicated_internet"
+
+        # A draft service, a member of the generator's target group on its branch only.
+        await lifecycle.request_service(
+            request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.SMALL), infrahub
+        )
+        await infrahub.create_branch(branch)
+        service = await lifecycle.get_service(identifier, infrahub, branch)
+        plan = await core.plan(service.as_request(), infrahub, branch)
+        ids = await sdk_query(
+            """query Ids($identifier: String!) {
+                 ServiceDedicatedInternet(service_identifier__value: $identifier) { edges { node { id } } }
+                 CoreStandardGroup(name__value: "automated_dedicated_internet") { edges { node { id } } }
+               }""",
+            {"identifier": identifier},
+            branch,
+        )
+        await sdk_query(
+            """mutation Join($group: String!, $member: String!) {
+                 RelationshipAdd(data: {id: $group, name: "members", nodes: [{id: $member}]}) { ok }
+               }""",
+            {
+                "group": ids["CoreStandardGroup"]["edges"][0]["node"]["id"],
+                "member": ids["ServiceDedicatedInternet"]["edges"][0]["node"]["id"],
+            },
+            branch,
+        )
+        change = await infrahub.open_proposed_change(branch, f"Implement {identifier}", "generator pipeline")
+        change_id = change.id
+
+        async with asyncio.timeout(420):  # the pipeline: diff, schema and data checks, generators
+            while True:
+                data = await sdk_query(VALIDATORS, {"id": change.id})
+                validators = {
+                    v["node"]["display_label"]: (
+                        v["node"]["state"]["value"],
+                        v["node"]["conclusion"]["value"],
+                    )
+                    for v in data["CoreProposedChange"]["edges"][0]["node"]["validations"]["edges"]
+                }
+                generator = validators.get("Generator Validator: dedicated_internet")
+                if generator is not None and generator[0] == "completed":
+                    break
+                await asyncio.sleep(3)
+        print(validators)
+        assert generator == ("completed", "success"), validators
+
+        impl = (await lifecycle.get_service(identifier, infrahub, branch)).implementation
+        assert impl.complete and impl.port and impl.prefix and impl.gateway
+        assert impl.port.port == plan.port and impl.gateway.device == plan.router.name
+        assert impl.prefix.prefixlen == plan.prefix_length == 29
+        assert impl.gateway.address == policy.gateway_address(impl.prefix)
+        assert (await lifecycle.get_service(identifier, infrahub)).implementation.empty  # main untouched
+    finally:
+        if change_id is not None:
+            await infrahub.close_proposed_change(change_id)
+        if await infrahub.get_service(identifier, MAIN) is not None:
+            await infrahub.discard_changes(identifier, branch=branch)
+        # Its generator definition and query go with it.
+        await sdk_query(
+            """mutation Forget($id: String!) { CoreReadOnlyRepositoryDelete(data: {id: $id}) { ok } }""",
+            {"id": repository},
+        )
+    assert await pool_and_port_usage(infrahub, SITE) == before
