@@ -804,6 +804,14 @@ class InfrahubInventory:
             except GraphQLError as exc:
                 if "not found" not in messages(exc).lower():
                     raise
+            except InventoryUnavailable:
+                # The deletion runs as an Infrahub task; on a busy server it outlasts the request
+                # (60 s), and goes on. Wait for the branch to be gone (raises if Infrahub is down).
+                deadline = time.monotonic() + self.merge_timeout
+                while (await self._gql(q.BRANCH, {"name": branch})).get("Branch"):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(2.0)
         self._finished.add(branch)
 
 

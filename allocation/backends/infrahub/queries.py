@@ -234,6 +234,12 @@ mutation DeleteBranch($name: String!) {
 }
 """
 
+BRANCH = """
+query Branch($name: String!) {
+  Branch(name: $name) { name }
+}
+"""
+
 # What a merged branch leaves to finish on main: claims made or released there, VLANs whose
 # release was deferred (see the module docstring of backend.py).
 PENDING_AFTER_MERGE = """
