@@ -79,6 +79,7 @@ async def architect(
     decision: Decision = "merge",
     *,
     poll_seconds: float = 0.02,
+    max_poll_seconds: float = 2.0,
     timeout_seconds: float | None = None,
 ) -> ProposedChange:
     """Wait for the transition's proposed change to be open, then merge (or close) it. Separate from
@@ -93,6 +94,8 @@ async def architect(
                         return await inventory.merge_proposed_change(change.id)
                     return await inventory.close_proposed_change(change.id)
                 await asyncio.sleep(poll_seconds)
+                # Fast on the embedded file, gentle on a remote Infrahub while a pipeline runs.
+                poll_seconds = min(poll_seconds * 2, max_poll_seconds)
     finally:
         await inventory.close()
 
