@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/factory demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 	$(BIN)/mypy
 
 test-fast: $(STAMP)

@@ -43,7 +43,6 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await inventory.close()
         return
     from allocation.backends.infrahub import InfrahubInventory  # type: ignore[import-not-found,unused-ignore]
-
     from allocation.settings import InfrahubSettings
 
     remote: Inventory = InfrahubInventory.from_settings(InfrahubSettings())
