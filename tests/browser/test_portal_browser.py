@@ -177,7 +177,9 @@ def test_request_preview_approve_and_hand_over(
     expect(plan.locator("tbody tr")).to_have_count(4)
     expect(page.get_by_label("Service identifier")).to_have_value("DIA-0101")
 
-    page.get_by_role("button", name="Request", exact=True).click()
+    # The first request boots Prefect's ephemeral API server inside the portal (6-9 s, more on a busy
+    # machine), and the click waits for the navigation it starts: give it the navigation timeout.
+    page.get_by_role("button", name="Request", exact=True).click(timeout=NAVIGATION_TIMEOUT_MS)
     page.wait_for_url(re.compile(r"/\?requested=DIA-0101$"))
     expect(page.locator("#confirmation")).to_contain_text("DIA-0101 requested: in-delivery")
     expect(page.locator("#confirmation")).to_contain_text("dia-0101-deliver")
@@ -207,7 +209,7 @@ def test_request_preview_approve_and_hand_over(
 def test_bad_requests_show_the_error_and_add_nothing(page: Page, portal: str) -> None:
     page.goto(portal + "/requests/new")
     fill_form(page, "DIA-0102", "ACC-78", "bru01", "10G", "small")
-    page.get_by_role("button", name="Request", exact=True).click()
+    page.get_by_role("button", name="Request", exact=True).click(timeout=NAVIGATION_TIMEOUT_MS)
     expect(page.locator("#form-error")).to_contain_text("The request was not recorded")
     expect(page.locator("#error-bandwidth")).to_have_text(
         re.compile(r"no free customer port for 10G at bru01")
