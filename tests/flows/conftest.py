@@ -8,12 +8,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from allocation import lifecycle
 from allocation.backends.embedded import EmbeddedInventory
@@ -23,10 +21,9 @@ from allocation.model import MAIN, PoolUsage, Service
 DATA = Path(__file__).resolve().parents[2] / "data"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+@pytest.fixture(autouse=True)
+def _on_the_session_harness(prefect_harness: None) -> None:
+    """Every flow test runs against the session's Prefect test server (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
 import pytest
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from allocation import policy
 from allocation.backends.infrahub import InfrahubInventory
@@ -74,10 +72,9 @@ query Gone($vlan_id: BigInt!, $prefix: String!, $reservation: String!) {
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
+@pytest.fixture(autouse=True)
+def _on_the_session_harness(prefect_harness: None) -> None:
+    """The flows run against the session's Prefect test server (tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
-from prefect.testing.utilities import prefect_test_harness
 
 from allocation import lifecycle
 from allocation.backends.embedded import EmbeddedInventory
@@ -36,10 +35,9 @@ DIA_0042 = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness():
-        yield
+@pytest.fixture(autouse=True)
+def _on_the_session_harness(prefect_harness: None) -> None:
+    """The flows run against the session's Prefect test server (tests/conftest.py)."""
 
 
 def load(path: Path, data: Path = DATA) -> Path:
