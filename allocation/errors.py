@@ -7,10 +7,6 @@ class AllocationError(Exception):
     """Base of every error the core raises on purpose. Never retried: the input must change."""
 
 
-class InvalidRequest(AllocationError):
-    pass
-
-
 class UnknownSite(AllocationError):
     def __init__(self, site: str, known: list[str]) -> None:
         hint = f" (known sites: {', '.join(sorted(known))})" if known else ""

@@ -69,16 +69,14 @@ async def review_branch(
 
     Attempts are numbered: a closed (rejected) delivery leaves its branch for the record, and the
     next attempt works on ``<id>-deliver-2``."""
+    latest: tuple[str, ProposedChange | None] = (_branch(identifier, transition, 1), None)
     attempt = 1
     while True:
         branch = _branch(identifier, transition, attempt)
         change = await inventory.get_proposed_change(branch)
         if change is None:
-            if attempt == 1:
-                return branch, None
-            return _branch(identifier, transition, attempt - 1), await inventory.get_proposed_change(
-                _branch(identifier, transition, attempt - 1)
-            )
+            return latest
+        latest = (branch, change)
         attempt += 1
 
 

@@ -123,9 +123,6 @@ class EmbeddedInventory:
                 db.execute("INSERT OR REPLACE INTO loaded VALUES (?, ?)", (kind, count))
         return counts
 
-    def loaded(self) -> bool:
-        return self._db.execute("SELECT 1 FROM site LIMIT 1").fetchone() is not None
-
     # ------------------------------------------------------------------ services
     async def get_service(self, identifier: str, branch: str) -> Service | None:
         return self._service(self._db, identifier, branch)
