@@ -45,6 +45,12 @@ class Inventory(Protocol):
         when the identifier exists with another account or site."""
         ...
 
+    async def withdraw_service(self, identifier: str) -> None:
+        """Remove a draft that never reached review, with what its delivery branch holds: what a
+        request refused during its delivery leaves behind. Raises ServiceConflict for a service that
+        is not a draft or has a proposed change."""
+        ...
+
     async def update_service(
         self,
         identifier: str,
@@ -121,5 +127,10 @@ class Inventory(Protocol):
     async def merge_proposed_change(self, change_id: str) -> ProposedChange: ...
 
     async def close_proposed_change(self, change_id: str) -> ProposedChange: ...
+
+    # reconciliation
+    async def leaks(self) -> list[str]:
+        """Resources held for a service that no object on any branch holds any more."""
+        ...
 
     async def close(self) -> None: ...

@@ -1,8 +1,8 @@
 """GraphQL round trips and seconds per service, per lifecycle phase, on a live Infrahub.
 
-Delivers and decommissions a few services through the same lifecycle steps the flows run
-(request, begin, plan + apply, review, merge + conclude), counting the HTTP requests the
-Infrahub backend sends in each phase.
+Delivers and decommissions a few services through the transition declarations the flows run
+(every declared step, measured through the runner's executor), counting the HTTP requests the
+Infrahub backend sends in each step, then the architect's merge and the conclusion.
 
     INFRAHUB_ADDRESS=http://127.0.0.1:8000 INFRAHUB_API_TOKEN=... python -m bench.infrahub_roundtrips --services 3
 """
@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from allocation import core, lifecycle
+from allocation import intake, runner
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.settings import InfrahubSettings
+from allocation.steps import Step, Work
+from allocation.transitions import DECOMMISSION, DELIVER
 
 T = TypeVar("T")
 SITES = ("lyn01", "par01", "ams01")
@@ -40,56 +42,33 @@ class Meter:
         return result
 
     def report(self) -> None:
-        print(f"{'phase':<28}{'round trips':>12}{'seconds':>10}   (mean per service)")
+        print(f"{'phase':<36}{'round trips':>12}{'seconds':>10}   (mean per service)")
         total_trips, total_seconds = 0.0, 0.0
         for phase in self.trips:
             trips = sum(self.trips[phase]) / len(self.trips[phase])
             seconds = sum(self.seconds[phase]) / len(self.seconds[phase])
             total_trips, total_seconds = total_trips + trips, total_seconds + seconds
-            print(f"{phase:<28}{trips:>12.1f}{seconds:>10.2f}")
-        print(f"{'total':<28}{total_trips:>12.1f}{total_seconds:>10.2f}")
+            print(f"{phase:<36}{trips:>12.1f}{seconds:>10.2f}")
+        print(f"{'total':<36}{total_trips:>12.1f}{total_seconds:>10.2f}")
 
 
 async def lifecycle_of(meter: Meter, request: ServiceRequest) -> None:
     inventory, identifier = meter.inventory, request.service_identifier
-    await meter.measure("request", partial(lifecycle.request_service, request, inventory))
-    for transition in (lifecycle.DELIVER, lifecycle.DECOMMISSION):
+    await meter.measure("request", partial(intake.record, request, inventory))
+    for transition in (DELIVER, DECOMMISSION):
         name = transition.name
-        branch = await meter.measure(
-            f"{name}: begin (branch)", partial(lifecycle.begin, identifier, transition, inventory)
-        )
-        assert branch is not None
-        if transition is lifecycle.DELIVER:
-            plan = await meter.measure(
-                f"{name}: plan", partial(lifecycle.plan_on_branch, identifier, inventory, branch)
-            )
-            await meter.measure(f"{name}: apply", partial(core.apply, plan, inventory, branch))
-        else:
-            await meter.measure(f"{name}: release", partial(core.release, identifier, inventory, branch))
-        change_id = await meter.measure(
-            f"{name}: review (PC)", partial(review, inventory, identifier, transition, branch)
-        )
-        await meter.measure(
-            f"{name}: merge + conclude", partial(merge, inventory, identifier, transition, branch, change_id)
-        )
+
+        async def metered(step: Step, work: Work, name: str = name) -> Work:
+            return await meter.measure(f"{name}: {step.name}", partial(step, work))
+
+        work = await runner.run(Work(identifier, transition, inventory), execute=metered)
+        assert work.change is not None
+        await meter.measure(f"{name}: merge + conclude", partial(merge, work, work.change.id))
 
 
-async def review(
-    inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition, branch: str
-) -> str:
-    await lifecycle.mark_target(identifier, transition, inventory, branch)
-    return (await lifecycle.request_review(identifier, transition, inventory, branch)).id
-
-
-async def merge(
-    inventory: InfrahubInventory,
-    identifier: str,
-    transition: lifecycle.Transition,
-    branch: str,
-    change_id: str,
-) -> None:
-    await inventory.merge_proposed_change(change_id)
-    assert await lifecycle.conclude(identifier, transition, inventory, branch) is lifecycle.Outcome.DONE
+async def merge(work: Work, change_id: str) -> None:
+    await work.inventory.merge_proposed_change(change_id)
+    assert (await runner.settle(work)).outcome is not None
 
 
 async def main(count: int) -> None:

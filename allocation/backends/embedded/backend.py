@@ -160,6 +160,27 @@ class EmbeddedInventory:
         assert service is not None
         return service
 
+    async def withdraw_service(self, identifier: str) -> None:
+        with self._write() as db:
+            state = self._state(db, identifier, MAIN)
+            if state is None:
+                return
+            if ServiceStatus.parse(state[0]) is not ServiceStatus.DRAFT:
+                raise ServiceConflict(f"{identifier} is {state[0]}: only a draft can be withdrawn")
+            prefix = policy.branch_name(identifier, "deliver")
+            if db.execute(
+                "SELECT 1 FROM proposed_change WHERE branch = ? OR branch LIKE ?", (prefix, prefix + "-%")
+            ).fetchone():
+                raise ServiceConflict(f"{identifier} has a proposed change: it is not withdrawn")
+            for (holds,) in db.execute(
+                "SELECT holds FROM resource WHERE service = ? AND holds IS NOT NULL", (identifier,)
+            ).fetchall():
+                self._free(db, holds)
+            db.execute("DELETE FROM resource WHERE service = ?", (identifier,))
+            db.execute("DELETE FROM service_state WHERE identifier = ?", (identifier,))
+            db.execute("DELETE FROM service WHERE identifier = ?", (identifier,))
+            db.execute("DELETE FROM branch WHERE name = ? OR name LIKE ?", (prefix, prefix + "-%"))
+
     async def update_service(
         self,
         identifier: str,
@@ -461,12 +482,6 @@ class EmbeddedInventory:
 
     async def get_proposed_change(self, branch: str) -> ProposedChange | None:
         return self._change(self._db, branch)
-
-    async def list_proposed_changes(self) -> list[ProposedChange]:
-        rows = self._db.execute(
-            "SELECT seq, branch, name, description, state, created FROM proposed_change ORDER BY seq"
-        ).fetchall()
-        return [_change_from_row(row) for row in rows]
 
     async def merge_proposed_change(self, change_id: str) -> ProposedChange:
         with self._write() as db:

@@ -249,6 +249,25 @@ class InfrahubInventory:
             )
         return existing
 
+    async def withdraw_service(self, identifier: str) -> None:
+        node, records = await self._read(identifier, MAIN)
+        if node is None:
+            return
+        status = ServiceStatus.parse(str(value(node, "status")))
+        if status is not ServiceStatus.DRAFT:
+            raise ServiceConflict(f"{identifier} is {status.value}: only a draft can be withdrawn")
+        branch = policy.branch_name(identifier, "deliver")
+        if await self._newest_change(branch) is not None:
+            raise ServiceConflict(f"{identifier} has a proposed change: it is not withdrawn")
+        try:
+            await self._gql(q.DELETE_BRANCH, {"name": branch})
+        except GraphQLError as exc:
+            if "not found" not in messages(exc).lower():
+                raise
+        await self._write(
+            [*(m.delete(RESERVATION, r["id"]) for r in records), m.delete(SERVICE, node["id"])], MAIN
+        )
+
     async def update_service(
         self,
         identifier: str,
@@ -782,6 +801,20 @@ class InfrahubInventory:
             return change
         result = await self._gql(q.CLOSE_PROPOSED_CHANGE, {"id": change_id})
         return to_change(result["CoreProposedChangeUpdate"]["object"])
+
+    # ------------------------------------------------------------------ reconciliation support
+    async def leaks(self) -> list[str]:
+        """Reservations whose service is gone from main, or is decommissioned and still holds them."""
+        live = {s.service_identifier: s.status for s in await self.list_services(MAIN)}
+        found: list[str] = []
+        for record in await self._paged(q.ALL_RESERVATIONS, RESERVATION):
+            owner = str(value(record, "service_identifier"))
+            status = live.get(owner)
+            if status is None or (
+                status is ServiceStatus.DECOMMISSIONED and value(record, "claimed_on") == MAIN
+            ):
+                found.append(f"{value(record, 'resource')} reserved for {owner}")
+        return found
 
     async def _finish_merge(self, branch: str) -> None:
         """What a merge leaves to do on main: port claims made on the branch become main's, ports

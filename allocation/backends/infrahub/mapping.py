@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
-from allocation import policy
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import (
     ChangeState,
@@ -151,7 +150,3 @@ def to_change(node: dict[str, Any]) -> ProposedChange:
         description=str(value(node, "description") or ""),
         created_at=created_at(str(node["id"])),
     )
-
-
-def gateway_name(vlan_id: int) -> str:
-    return policy.gateway_interface_name(vlan_id)

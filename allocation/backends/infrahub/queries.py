@@ -149,6 +149,15 @@ query Reservations($kind: String!, $limit: Int!, $offset: Int!) {
 }
 """
 
+ALL_RESERVATIONS = """
+query AllReservations($limit: Int!, $offset: Int!) {
+  ServiceReservation(limit: $limit, offset: $offset) {
+    count
+    edges { node { service_identifier { value } resource { value } claimed_on { value } } }
+  }
+}
+"""
+
 RESERVATION = """
 query Reservation($resource: String!) {
   ServiceReservation(resource__value: $resource) {
