@@ -21,8 +21,11 @@ from prefect import aserve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
-from flows import decommission, deliver, modify, reconcile, request
-from flows.request import SERVICE_REQUESTED
+from flows.decommission import decommission
+from flows.deliver import deliver
+from flows.modify import modify
+from flows.reconcile import reconcile
+from flows.request import SERVICE_REQUESTED, request
 
 RECONCILE_EVERY = timedelta(minutes=5)
 PROPOSED_CHANGE_EVENTS = {
