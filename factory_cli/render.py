@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from allocation.core import Plan
-from allocation.model import PoolUsage, PortUsage, ProposedChange, Service
+from allocation.model import PoolUsage, PortUsage, Service
 
 
 def services_table(services: list[Service], title: str = "Services") -> Table:
@@ -49,15 +49,6 @@ def plan_table(plan: Plan) -> Table:
         table.add_column(column)
     for step in plan.steps:
         table.add_row(step.role, step.action.value, step.detail)
-    return table
-
-
-def change_table(changes: list[ProposedChange]) -> Table:
-    table = Table(title="Proposed changes")
-    for column in ("id", "branch", "state", "title"):
-        table.add_column(column)
-    for c in changes:
-        table.add_row(c.id, c.branch, c.state.value, c.name)
     return table
 
 

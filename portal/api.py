@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from allocation.errors import AllocationError, NoPortAvailable, PoolExhausted, ServiceConflict
 from allocation.intent import ServiceRequest
 from allocation.model import MAIN, Service
-from flows import TransitionResult
+from allocation.results import TransitionResult
 from portal import delivery
 from portal.deps import InventoryDep, SettingsDep
 

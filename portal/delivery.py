@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from allocation import core, lifecycle
+from allocation import core, intake
 from allocation.errors import (
     AllocationError,
     NoPortAvailable,
@@ -15,23 +15,17 @@ from allocation.errors import (
     UnknownService,
     UnknownSite,
 )
-from allocation.intent import ServiceRequest, ServiceStatus
+from allocation.intent import ServiceRequest, ServiceStatus, field_messages
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ProposedChange, Service
+from allocation.results import Handover, TransitionResult
 from allocation.settings import FactorySettings
-from flows import Handover, Review, TransitionResult, request_service, run_transition
+from allocation.steps import read_service
+from allocation.transitions import underway
+from flows import submit as submitting
 
 # Statuses during which a proposed change is (or will be) under review.
 IN_TRANSITION = frozenset({ServiceStatus.IN_DELIVERY, ServiceStatus.IN_DECOMMISSIONING})
-
-# What to tell a person for pydantic's terse messages, per field of the form.
-_FIELD_HINTS = {
-    "service_identifier": "must look like DIA-0042: an upper-case product prefix, a dash, digits",
-    "account_reference": "give the customer account (1 to 64 characters), e.g. ACC-1234",
-    "site": "choose one of the sites",
-    "bandwidth": "choose 100M, 1G or 10G",
-    "ip_package": "choose small, medium or large",
-}
 
 
 @dataclass(frozen=True)
@@ -68,11 +62,10 @@ async def sites(inventory: Inventory) -> list[str]:
 async def review_of(service: Service, inventory: Inventory) -> UnderReview | None:
     if service.status not in IN_TRANSITION:
         return None
-    current = await lifecycle.current_transition(service.service_identifier, inventory)
-    if current is None:
+    found = await underway(service, inventory)
+    if found is None or found.change is None:
         return None
-    transition, branch, change = current
-    return UnderReview(transition=transition.name, branch=branch, change=change)
+    return UnderReview(transition=found.transition.name, branch=found.branch, change=found.change)
 
 
 async def rows(inventory: Inventory) -> list[Row]:
@@ -82,7 +75,7 @@ async def rows(inventory: Inventory) -> list[Row]:
 
 async def row(identifier: str, inventory: Inventory) -> Row:
     """Raises UnknownService."""
-    service = await lifecycle.get_service(identifier.strip().upper(), inventory)
+    service = await read_service(inventory, identifier.strip().upper())
     return Row(service=service, review=await review_of(service, inventory))
 
 
@@ -91,11 +84,7 @@ def parse(fields: dict[str, str]) -> ServiceRequest:
     try:
         return ServiceRequest.model_validate(fields)
     except ValidationError as error:
-        messages: dict[str, str] = {}
-        for e in error.errors():
-            field = str(e["loc"][0]) if e["loc"] else ""
-            messages.setdefault(field, _FIELD_HINTS.get(field, e["msg"]))
-        raise FormErrors(messages) from None
+        raise FormErrors(field_messages(error)) from None
 
 
 def field_of(error: AllocationError) -> str:
@@ -110,29 +99,25 @@ def field_of(error: AllocationError) -> str:
 
 
 async def preview(request: ServiceRequest, inventory: Inventory) -> core.Plan:
-    return await core.plan(request, inventory)
+    """What the request would get: the same answer the CLI's plan and the API give."""
+    return await intake.check(request, inventory)
 
 
 async def submit(
     request: ServiceRequest, inventory: Inventory, settings: FactorySettings
 ) -> TransitionResult:
-    """Record the request and run its delivery flow until the proposed change is open.
+    """Record the request and run its delivery until the proposed change is open.
 
-    Idempotent: the same request again (a double click, a CRM retrying) gives the same result.
-    An identifier already used for another request is refused, and so is a request the inventory
-    cannot serve now, before anything is recorded or any flow runs."""
-    existing = await inventory.get_service(request.service_identifier, MAIN)
-    if existing is not None and existing.as_request() != request:
-        raise ServiceConflict(
-            f"{request.service_identifier} exists already ({existing.status.value}: account "
-            f"{existing.account_reference} at {existing.site}, {existing.bandwidth.mbps} Mbit/s, "
-            f"{existing.ip_package.value})"
-        )
-    if existing is None:
-        await core.plan(request, inventory)
+    Idempotent: the same request again (a double click, a CRM retrying) gives the same result. An
+    identifier already used for another request is refused, and so is a request the inventory
+    cannot serve now, before anything is recorded; a request that loses a race for the last
+    resource during its delivery leaves no record either."""
     _export(settings)
-    await request_service(request)
-    return await run_transition("deliver", request.service_identifier, review=Review(timeout_seconds=0))
+
+    async def deliver(identifier: str) -> TransitionResult:
+        return await submitting.transition("deliver", identifier, inventory)
+
+    return await intake.request_and_deliver(request, inventory, deliver)
 
 
 def _export(settings: FactorySettings) -> None:

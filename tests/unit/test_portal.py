@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 from fastapi.testclient import TestClient
 
-from allocation import lifecycle
+from allocation import architect
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.model import PoolUsage
 from allocation.settings import FactorySettings
@@ -79,11 +79,7 @@ def approve(db: Path, identifier: str) -> None:
     """The architect merges the open proposed change (in Infrahub, in production)."""
 
     async def work(inventory: EmbeddedInventory) -> None:
-        current = await lifecycle.current_transition(identifier, inventory)
-        assert current is not None
-        transition, branch, change = current
-        await inventory.merge_proposed_change(change.id)
-        await lifecycle.conclude(identifier, transition, inventory, branch)
+        await architect.decide(identifier, "merge", inventory)
 
     read(db, work)
 
