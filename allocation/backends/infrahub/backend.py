@@ -33,8 +33,10 @@ Where Infrahub differs, and what this backend does about it:
   deletes what the branch created and writes main's values back onto what the branch changed.
 - ``pool_has_room`` for a prefix pool compares free addresses with the prefix size; it does not
   see fragmentation (``ensure_prefix`` still raises ``PoolExhausted`` when Infrahub finds none).
-- Merging runs as an Infrahub task (tens of seconds) and is refused while the change's checks
-  are unfinished: it is submitted, its state polled, and resubmitted until ``merge_timeout``.
+- Merging runs as an Infrahub task (tens of seconds), which Infrahub refuses while a check of the
+  change's pipeline failed (or does not know of a check still to come): the backend judges the
+  branch itself first (the same check, ``review``), waits for the pipeline, refuses with the failed
+  checks' messages, and only then submits the merge and polls its state.
 - A branch created before a schema change keeps the old schema: load schemas before creating
   review branches (``scripts/infrahub-bootstrap``).
 """
@@ -44,14 +46,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
 from infrahub_sdk.exceptions import GraphQLError
 
-from allocation import policy
+from allocation import checks, policy
 from allocation.backends.infrahub import mutations as m
 from allocation.backends.infrahub import queries as q
+from allocation.backends.infrahub import review
 from allocation.backends.infrahub.client import Connection, messages
 from allocation.backends.infrahub.mapping import (
     RELEASED_VLAN_STATUS,
@@ -148,10 +152,10 @@ class InfrahubInventory:
 
     # ------------------------------------------------------------------ plumbing
     async def _gql(
-        self, query: str, variables: dict[str, Any] | None = None, branch: str = MAIN
+        self, query: str, variables: dict[str, Any] | None = None, branch: str = MAIN, at: str | None = None
     ) -> dict[str, Any]:
         try:
-            return await self._conn.gql(query, variables, branch)
+            return await self._conn.gql(query, variables, branch, at)
         except (InventoryUnavailable, GraphQLError) as exc:
             text = (messages(exc) if isinstance(exc, GraphQLError) else str(exc)).lower()
             if branch != MAIN and ("branch" in text or "404" in text) and "not found" in text:
@@ -729,7 +733,13 @@ class InfrahubInventory:
     async def open_proposed_change(self, branch: str, title: str, description: str) -> ProposedChange:
         current = await self._newest_change(branch)
         if current is not None and current.state is ChangeState.OPEN:
-            return current
+            if (current.name, current.description) == (title, description):
+                return current
+            # Re-opened with a fresh plan: record it, and run the pipeline again for it.
+            data = {"id": current.id, "name": m.attr(title), "description": m.attr(description)}
+            result = await self._gql(q.UPDATE_PROPOSED_CHANGE, {"data": data})
+            await self._gql(q.RUN_CHECKS, {"id": current.id})
+            return to_change(result["CoreProposedChangeUpdate"]["object"])
         data = {
             "name": m.attr(title),
             "description": m.attr(description),
@@ -766,21 +776,35 @@ class InfrahubInventory:
         return to_change(await self._change_node(change_id))
 
     async def merge_proposed_change(self, change_id: str) -> ProposedChange:
-        """Merge as the architect would. The merge runs as a task in Infrahub (tens of seconds), so it
-        is submitted and its state polled; Infrahub puts the change back to ``open`` when checks of
-        its pipeline are unfinished or failed, and the merge is submitted again until the deadline."""
+        """Merge as the architect would, once the change's checks allow it.
+
+        First the checks themselves, here (``review``): a change they refuse is refused at once, with
+        their messages. Then Infrahub's own pipeline: wait until every check a registered repository
+        declares has run since the change's plan was last recorded, and every other validator has
+        finished; a failed one refuses the merge with its messages. Then the merge, which runs as a
+        task in Infrahub (tens of seconds): submitted, its state polled; Infrahub puts the change back
+        to ``open`` when it refuses it, and the reason is read from the validators again."""
         node = await self._change_node(change_id)
         deadline = time.monotonic() + self.merge_timeout
+        state = str(value(node, "state"))
+        if state in ("closed", "canceled"):
+            raise ServiceConflict(f"proposed change {change_id} is {state} and cannot be merged")
+        branch = str(value(node, "source_branch"))
+        if state != "merged":
+            found = await self.review(branch)
+            if found.violations:
+                raise checks.refusal(change_id, branch, [v.message for v in found.violations])
+            await self._pipeline_passed(change_id, branch, deadline)
         delay = 1.0
         while (state := str(value(node, "state"))) != "merged":
             if state in ("closed", "canceled"):
                 raise ServiceConflict(f"proposed change {change_id} is {state} and cannot be merged")
             if time.monotonic() > deadline:
                 raise ServiceConflict(
-                    f"proposed change {change_id} could not be merged within {self.merge_timeout:.0f}s "
-                    f"(still {state}: its checks failed or are still running)"
+                    f"proposed change {change_id} was not merged within {self.merge_timeout:.0f}s (still {state})"
                 )
             if state == "open":
+                await self._pipeline_passed(change_id, branch, deadline)  # refused by Infrahub: why
                 try:
                     await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id})
                 except GraphQLError as exc:
@@ -792,6 +816,58 @@ class InfrahubInventory:
         change = to_change(node)
         await self._finish_merge(change.branch)
         return change
+
+    async def review(self, branch: str) -> review.Review:
+        """What the service review check finds on ``branch`` (``checks/service_review.py``, which
+        Infrahub runs in the pipeline): the same query, on the branch and on main as the branch last
+        saw it, judged by the same function."""
+        text = review.query_text()
+        on_branch = await self._gql(text, {"branch": branch}, branch)
+        base = await self._gql(text, {"branch": branch}, MAIN, at=review.branched_from(on_branch))
+        return review.judge(on_branch, base)
+
+    async def _pipeline_passed(self, change_id: str, branch: str, deadline: float) -> None:
+        """Wait for the proposed change's pipeline; raise ChangeRefused when a validator failed.
+
+        A check a registered repository declares counts only once it ran for the plan the change
+        records now: one that started before the change was last re-opened is still to come."""
+        delay = 1.0
+        while True:
+            data = await self._gql(q.VALIDATIONS, {"id": change_id})
+            found = nodes(data, "CoreProposedChange")
+            if not found:
+                raise ServiceConflict(f"no proposed change {change_id!r}")
+            since = _when((found[0].get("description") or {}).get("updated_at"))
+            definitions = {
+                str(d["id"]): f"Check: {value(d, 'name')}" for d in nodes(data, "CoreCheckDefinition")
+            }
+            pending = dict(definitions)  # definition id (or validator label) -> label
+            failed: list[str] = []
+            for validator in peers(found[0], "validations"):
+                label = str(validator.get("display_label"))
+                definition = (peer(validator, "check_definition") or {}).get("id")
+                if definition in definitions:
+                    started = _when(value(validator, "started_at"))
+                    if since is not None and (started is None or started < since):
+                        continue  # ran for an earlier plan: still pending
+                    del pending[str(definition)]
+                if value(validator, "state") != "completed":
+                    pending[label] = label
+                elif value(validator, "conclusion") != "success" and validator.get("__typename") != (
+                    "CoreDataValidator"  # conflicts: Infrahub decides them on the merge itself
+                ):
+                    failed += _failures(validator)
+            if failed:
+                raise checks.refusal(change_id, branch, failed)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ServiceConflict(
+                    f"proposed change {change_id}: its checks did not finish within {self.merge_timeout:.0f}s "
+                    f"({', '.join(sorted(pending.values()))})"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
 
     async def close_proposed_change(self, change_id: str) -> ProposedChange:
         change = await self._change(change_id)
@@ -846,6 +922,31 @@ class InfrahubInventory:
                         raise
                     await asyncio.sleep(2.0)
         self._finished.add(branch)
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _failures(validator: dict[str, Any]) -> list[str]:
+    """What a failed validator says: the errors its checks logged (``Message: ...`` then ``Level:
+    ERROR`` in a user check's log), else the label of each failed check."""
+    label = str(validator.get("display_label"))
+    found: list[str] = []
+    for check in peers(validator, "checks"):
+        if value(check, "conclusion") == "success":
+            continue
+        lines = str(value(check, "message") or "").splitlines()
+        errors = [
+            line.removeprefix("Message: ")
+            for line, level in zip(lines, [*lines[1:], ""], strict=True)
+            if line.startswith("Message: ") and level.strip() == "Level: ERROR"
+        ]
+        found += [f"{label}: {e}" for e in errors] or [f"{label}: {check.get('display_label')} failed"]
+    return found or [f"{label} failed"]
 
 
 class _Taken(Exception):

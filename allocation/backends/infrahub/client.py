@@ -63,12 +63,13 @@ class Connection:
         return InventoryUnavailable(f"Infrahub at {self.address} is unreachable: {reason}")
 
     async def gql(
-        self, query: str, variables: dict[str, Any] | None = None, branch: str = "main"
+        self, query: str, variables: dict[str, Any] | None = None, branch: str = "main", at: str | None = None
     ) -> dict[str, Any]:
-        """Run one GraphQL document (one round trip). GraphQL errors come back as ``GraphQLError``."""
+        """Run one GraphQL document (one round trip), on ``branch`` as it is now or as it was ``at``
+        a time. GraphQL errors come back as ``GraphQLError``."""
         try:
             data: dict[str, Any] = await self.sdk.execute_graphql(
-                query=query, variables=variables, branch_name=branch
+                query=query, variables=variables, branch_name=branch, at=at
             )
         except (ServerNotReachableError, ServerNotResponsiveError, JsonDecodeError) as exc:
             raise self.unavailable(str(exc) or type(exc).__name__) from exc

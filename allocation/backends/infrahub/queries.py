@@ -225,6 +225,51 @@ mutation CloseChange($id: String!) {
 """
 )
 
+UPDATE_PROPOSED_CHANGE = _expand(
+    """
+mutation UpdateChange($data: CoreProposedChangeUpdateInput!) {
+  CoreProposedChangeUpdate(data: $data) { ok object { @CHANGE@ } }
+}
+"""
+)
+
+# The proposed change's pipeline again (after its description was refreshed with a fresh plan).
+RUN_CHECKS = """
+mutation RunChecks($id: String!) {
+  CoreProposedChangeRunCheck(data: {id: $id, check_type: ALL}) { ok }
+}
+"""
+
+# Where the proposed change's pipeline stands: every validator with its checks, the checks the
+# registered repositories declare, and when the change's plan was last recorded (its re-opening).
+VALIDATIONS = """
+query Validations($id: ID!) {
+  CoreProposedChange(ids: [$id]) {
+    edges {
+      node {
+        state { value }
+        source_branch { value }
+        description { updated_at }
+        validations {
+          edges {
+            node {
+              __typename
+              display_label
+              state { value }
+              conclusion { value }
+              started_at { value }
+              ... on CoreUserValidator { check_definition { node { id } } }
+              checks { edges { node { display_label conclusion { value } message { value } } } }
+            }
+          }
+        }
+      }
+    }
+  }
+  CoreCheckDefinition { edges { node { id name { value } } } }
+}
+"""
+
 MERGE_PROPOSED_CHANGE = """
 mutation MergeChange($id: String!) {
   CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
