@@ -729,6 +729,14 @@ class InfrahubInventory:
         except GraphQLError as exc:
             if "already exist" not in messages(exc).lower():
                 raise
+        except InventoryUnavailable:
+            # The creation runs as an Infrahub task; on a busy server it outlasts the request (60 s)
+            # and goes on. Wait for the branch (raises if Infrahub is down or never creates it).
+            deadline = time.monotonic() + self.merge_timeout
+            while not (await self._gql(q.BRANCH, {"name": name})).get("Branch"):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(2.0)
 
     async def open_proposed_change(self, branch: str, title: str, description: str) -> ProposedChange:
         current = await self._newest_change(branch)
