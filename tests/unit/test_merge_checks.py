@@ -302,3 +302,27 @@ def test_the_review_query_reads_what_the_infrahub_backend_maps() -> None:
     from allocation.backends.infrahub import review as infrahub_review
 
     assert " ".join(queries.SERVICE_FIELDS.split()) in " ".join(infrahub_review.query_text().split())
+
+
+def test_the_messages_of_a_failed_infrahub_check_are_read_back() -> None:
+    """Infrahub stores a check's log as its message; a refusal quotes the errors in it."""
+    from allocation.backends.infrahub.backend import _failures
+    from checks.service_review import ServiceReviewCheck
+
+    check = ServiceReviewCheck(branch="dia-0001-deliver")
+    check.log_error("DIA-0001 is active without a gateway", object_type="ServiceDedicatedInternet")
+    check.log_info("not an error")
+    check.log_error(
+        "DIA-0001: port sw01-par01 Ethernet4 runs at 1000 Mbit/s, slower than the 10000 Mbit/s ordered"
+    )
+    validator = {
+        "display_label": "Check: service_review",
+        "checks": {
+            "edges": [{"node": {"conclusion": {"value": "failure"}, "message": {"value": check.log_entries}}}]
+        },
+    }
+    assert _failures(validator) == [
+        "Check: service_review: DIA-0001 is active without a gateway",
+        "Check: service_review: DIA-0001: port sw01-par01 Ethernet4 runs at 1000 Mbit/s, slower than the "
+        "10000 Mbit/s ordered",
+    ]

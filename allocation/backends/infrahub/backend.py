@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
@@ -95,6 +95,7 @@ from allocation.model import (
 )
 
 SERVICE = q.SERVICE_KIND
+LOST_VALIDATOR_SECONDS = 600.0
 RESERVATION = q.RESERVATION_KIND
 PAGE = 1000
 
@@ -125,7 +126,7 @@ class InfrahubInventory:
     """The inventory port on Infrahub. One instance per event loop; ``close()`` it after use."""
 
     def __init__(
-        self, address: str, token: str | None = None, *, timeout: int = 60, merge_timeout: float = 300.0
+        self, address: str, token: str | None = None, *, timeout: int = 60, merge_timeout: float = 900.0
     ) -> None:
         self._conn = Connection(address, token, timeout)
         self._catalog: _Catalog | None = None
@@ -838,8 +839,12 @@ class InfrahubInventory:
         """Wait for the proposed change's pipeline; raise ChangeRefused when a validator failed.
 
         A check a registered repository declares counts only once it ran for the plan the change
-        records now: one that started before the change was last re-opened is still to come."""
+        records now: one that started before the change was last re-opened is still to come. A
+        validator still in progress ``LOST_VALIDATOR_SECONDS`` after it started lost its task (an
+        overloaded task manager refuses to start flow runs, and Infrahub never finishes the
+        validator): the pipeline is asked to run again, once, as an architect does in the UI."""
         delay = 1.0
+        rerun = False
         while True:
             data = await self._gql(q.VALIDATIONS, {"id": change_id})
             found = nodes(data, "CoreProposedChange")
@@ -861,6 +866,10 @@ class InfrahubInventory:
                     del pending[str(definition)]
                 if value(validator, "state") != "completed":
                     pending[label] = label
+                    started = _when(value(validator, "started_at"))
+                    if not rerun and started is not None and _age(started) > LOST_VALIDATOR_SECONDS:
+                        rerun = True
+                        await self._gql(q.RUN_CHECKS, {"id": change_id})
                 elif value(validator, "conclusion") != "success" and validator.get("__typename") != (
                     "CoreDataValidator"  # conflicts: Infrahub decides them on the merge itself
                 ):
@@ -930,6 +939,10 @@ class InfrahubInventory:
                         raise
                     await asyncio.sleep(2.0)
         self._finished.add(branch)
+
+
+def _age(moment: datetime) -> float:
+    return (datetime.now(UTC) - moment).total_seconds()
 
 
 def _when(text: Any) -> datetime | None:
