@@ -19,7 +19,14 @@ from prefect import Task, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State, TaskRun
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType, TaskRun
 from prefect.context import FlowRunContext
 from prefect.flow_runs import asuspend_flow_run
 from prefect.runtime import flow_run
@@ -28,10 +35,10 @@ from prefect.utilities.annotations import quote
 from allocation.errors import InventoryUnavailable
 from allocation.inventory import Inventory
 from allocation.model import ChangeState
-from allocation.results import TransitionResult
+from allocation.results import Outcome, TransitionResult
 from allocation.runner import Poll, Wait, result, run
 from allocation.settings import open_inventory
-from allocation.steps import Changes, Step, Work
+from allocation.steps import Changes, Step, Work, read_service
 from allocation.transitions import Transition
 from flows.params import LocalWait
 
@@ -168,12 +175,55 @@ async def run_transition(
     transition: Transition, identifier: str, changes: Changes, local: LocalWait | None
 ) -> TransitionResult:
     """The body of every lifecycle flow: the declaration in the core's frame, steps as tasks."""
+    branch = await resumed_branch()
+    if branch is None and (earlier := await _earlier_run(transition, identifier)) is not None:
+        return await _handled_by(earlier, transition, identifier)
     async with inventory_session() as inventory:
-        work = Work(identifier, transition, inventory, changes, branch=await resumed_branch())
+        work = Work(identifier, transition, inventory, changes, branch=branch)
         work = await run(work, execute=execute, wait=decision_wait(local or LocalWait()))
         outcome = await result(work)
     await publish(outcome)
     return outcome
+
+
+async def _earlier_run(transition: Transition, identifier: str) -> FlowRun | None:
+    """A deployed run of the same transition for the same service, started earlier and not finished
+    (running, or suspended while its change is reviewed). A retried API call or a repeated event
+    then ends at once instead of doing the transition a second time beside it."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or not _deployed():
+        return None
+    me = context.flow_run
+    active = FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PAUSED])
+    same = FlowRunFilter(
+        name=FlowRunFilterName(any_=[f"{transition.name} {identifier}"]),
+        state=FlowRunFilterState(type=active),
+        deployment_id=FlowRunFilterDeploymentId(any_=[me.deployment_id]) if me.deployment_id else None,
+    )
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=same)
+    earlier = [
+        r for r in runs if r.id != me.id and (r.created or me.created, str(r.id)) < (me.created, str(me.id))
+    ]
+    return min(earlier, key=lambda r: (r.created, str(r.id))) if earlier else None
+
+
+async def _handled_by(earlier: FlowRun, transition: Transition, identifier: str) -> TransitionResult:
+    get_run_logger().info(
+        "%s of %s is already under way in flow run %s: nothing done here",
+        transition.name,
+        identifier,
+        earlier.name,
+    )
+    async with inventory_session() as inventory:
+        service = await read_service(inventory, identifier)
+    return TransitionResult(
+        service_identifier=identifier,
+        transition=transition.name,
+        outcome=Outcome.WAITING,
+        status=service.status,
+        message=f"{transition.name} of {identifier} is already under way in flow run {earlier.name} ({earlier.id})",
+    )
 
 
 async def publish(outcome: TransitionResult) -> None:

@@ -12,6 +12,7 @@ from prefect.flow_engine import run_flow_async
 
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import ServiceStatus
+from allocation.model import ChangeState
 from allocation.results import Outcome, TransitionResult
 from deployments.serve import build
 from flows.deliver import deliver
@@ -66,3 +67,27 @@ async def test_deployed_run_suspends_and_reconciliation_resumes_it(inventory: Em
     assert result.resources is not None
     assert (await on_main(inventory, "DIA-0005")).status is ServiceStatus.ACTIVE
     assert len(proposed_changes(inventory)) == 1  # the resumed run began nothing new
+
+
+async def test_a_second_deployed_run_for_one_service_does_nothing_beside_the_first(
+    inventory: EmbeddedInventory,
+) -> None:
+    """A retried API call without an idempotency key: the later run sees the earlier one under way."""
+    deployment_id = await (await deliver.ato_deployment("deliver-duplicate-test")).apply()
+    await request_service(dia(6))
+    async with get_client() as client:
+        first, second = [
+            await client.create_flow_run_from_deployment(
+                deployment_id, parameters={"params": {"service_identifier": "DIA-0006"}}
+            )
+            for _ in range(2)
+        ]
+    with pytest.raises(Pause):
+        await run_flow_async(deliver, flow_run=first, parameters=first.parameters, return_type="state")
+    state = await run_flow_async(deliver, flow_run=second, parameters=second.parameters, return_type="state")
+    result = await state.aresult()  # type: ignore[union-attr]
+    assert isinstance(result, TransitionResult)
+    assert result.outcome is Outcome.WAITING and "already under way in flow run" in result.message
+    assert proposed_changes(inventory) == [("dia-0006-deliver", ChangeState.OPEN)]
+    async with get_client() as client:
+        assert (await client.read_flow_run(first.id)).state.name == "Suspended"  # type: ignore[union-attr]
