@@ -8,6 +8,7 @@ Infrahub event or reconciliation resumes it) or polls in a run without a deploym
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -135,6 +136,7 @@ def decision_wait(local: LocalWait) -> Wait:
         if change is not None and change.state is not ChangeState.OPEN:
             return
         count = 1 + max((n for b, n in await _suspensions() if b == work.on_branch), default=0)
+        _suspension_is_not_an_error()
         get_run_logger().info(
             "Proposed change %s of %s is open for review: this run is suspended (no process held) "
             "until it is merged or closed",
@@ -144,6 +146,22 @@ def decision_wait(local: LocalWait) -> Wait:
         await asuspend_flow_run(key=pause_key(work.on_branch, count), timeout=SUSPEND_TIMEOUT_SECONDS)
 
     return wait
+
+
+class _SuspendedIsInfo(logging.Filter):
+    """Prefect's engine logs every final state but Completed as an error, a suspension included;
+    waiting for a review is the normal course of a deployed run, so its line is an INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("Finished in state Suspended"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _suspension_is_not_an_error() -> None:
+    logger = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _SuspendedIsInfo) for f in logger.filters):
+        logger.addFilter(_SuspendedIsInfo())
 
 
 # ---------------------------------------------------------------------- the flow bodies
