@@ -352,11 +352,15 @@ class PortPoolMachine(RuleBasedStateMachine):
                     self.model.slot(service, "prefix").on(where),
                 ), f"{service} on {where}"
         usage = {p.name: p.used for p in self.run(self.inventory.pool_usage())}  # type: ignore[attr-defined]
-        assert usage[self.vlan_pool] == len(self.model.vlans())
-        assert usage[self.prefix_pool] == sum(p.num_addresses for p in self.model.prefixes())
+        assert usage[self.vlan_pool] == len(self.model.vlans()), f"VLANs used: {self.model.vlans()}"
+        assert usage[self.prefix_pool] == sum(p.num_addresses for p in self.model.prefixes()), (
+            f"prefixes used: {self.model.prefixes()}"
+        )
         assert len(set(self.model.vlans())) == len(self.model.vlans())
         assert_disjoint(self.model.prefixes())
-        assert self.run(self.inventory.pool_has_room(self.vlan_pool)) is (self.model.next_vlan() is not None)
+        assert self.run(self.inventory.pool_has_room(self.vlan_pool)) is (
+            self.model.next_vlan() is not None
+        ), "room for a VLAN"
         for length in self.lengths:
             room = self.run(self.inventory.pool_has_room(self.prefix_pool, length))
             if self.exact:
