@@ -18,7 +18,7 @@ settings.register_profile(
     "fast", max_examples=100, deadline=None, derandomize=True, database=None, print_blob=True
 )
 settings.register_profile(
-    "mutation", settings.get_profile("fast"), max_examples=30, phases=[Phase.explicit, Phase.generate]
+    "mutation", settings.get_profile("fast"), max_examples=10, phases=[Phase.explicit, Phase.generate]
 )
 settings.register_profile("slow", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))

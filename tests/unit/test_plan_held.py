@@ -92,10 +92,12 @@ async def test_a_held_service_keeps_its_vlan_and_prefix_even_when_the_pools_are_
     plan = await core.plan(request("DIA-0001"), inventory, BRANCH)
     assert actions(plan) == ["vlan keep", "prefix keep", "port keep", "gateway keep"]
     # The same service asking for a bigger prefix needs room the full pool does not have.
-    with pytest.raises(PoolExhausted, match="no /28 prefix left"):
+    with pytest.raises(
+        PoolExhausted, match=r"^pool 'Customer prefixes pool' is exhausted: no /28 prefix left$"
+    ):
         await core.plan(request("DIA-0001", package=IpPackage.MEDIUM), inventory, BRANCH)
     # Another service finds both pools full.
-    with pytest.raises(PoolExhausted, match="no VLAN ID left"):
+    with pytest.raises(PoolExhausted, match=r"^pool 'Customer vlan pool' is exhausted: no VLAN ID left$"):
         await core.plan(request("DIA-0002"), inventory, BRANCH)
     await inventory.close()
 
@@ -429,3 +431,45 @@ def test_catalog_values() -> None:
             bandwidth="2500",
             ip_package="small",
         )
+
+
+class Recording(Delegating):
+    """Records which gateways the core asks the inventory to remove. On Infrahub a gateway is an L3
+    interface on one router, and one left behind on the old router is a leak; the embedded backend
+    overwrites its single gateway row, so only the request itself can be checked here."""
+
+    def __init__(self, inner: EmbeddedInventory) -> None:
+        super().__init__(inner)
+        self.released: list[str] = []
+
+    async def release_gateway(self, service: str, *, branch: str) -> None:
+        self.released.append(f"{service}@{branch}")
+        await self.inner.release_gateway(service, branch=branch)
+
+
+@pytest.mark.parametrize(
+    ("bandwidth", "package", "released"),
+    [
+        (Bandwidth.G1, IpPackage.SMALL, []),  # same router, same address: nothing to remove
+        (Bandwidth.M100, IpPackage.SMALL, []),  # a slower order keeps its port and its gateway
+        (Bandwidth.G1, IpPackage.MEDIUM, [f"DIA-0001@{BRANCH}"]),  # new prefix: new gateway address
+        (Bandwidth.G10, IpPackage.SMALL, [f"DIA-0001@{BRANCH}"]),  # other switch: other router
+    ],
+)
+async def test_the_old_gateway_is_removed_exactly_when_it_moves(
+    inventory: EmbeddedInventory, bandwidth: Bandwidth, package: IpPackage, released: list[str]
+) -> None:
+    _, old = await held(inventory, request(site="lyn01"))
+    recording = Recording(inventory)
+    wanted = request(site="lyn01", bandwidth=bandwidth, package=package)
+    new = await core.apply(await core.plan(wanted, recording, BRANCH), recording, BRANCH)  # type: ignore[arg-type]
+    assert recording.released == released
+    assert new.gateway and new.prefix and new.gateway.address == policy.gateway_address(new.prefix)
+    assert (new.gateway == old.gateway) is (released == [])
+
+
+def test_allocation_keys_are_the_pool_identifiers_infrahub_keeps() -> None:
+    """Changing them would orphan every reservation a live Infrahub holds for existing services."""
+    assert policy.allocation_key("DIA-0042", "vlan") == "DIA-0042/vlan"
+    assert policy.allocation_key("DIA-0042", "prefix", 28) == "DIA-0042/prefix/28"
+    assert policy.allocation_key("DIA-0042", "port", "sw01:Ethernet4") == "DIA-0042/port/sw01:Ethernet4"
