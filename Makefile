@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench infrahub-start infrahub-stop clean
+.PHONY: demo test test-fast test-slow mutate lint bench infrahub-start infrahub-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not browser"
 
+# The exhaustive property runs (random examples, thousands of them): minutes, not part of test-fast.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m slow --run-slow
+
+# Mutation run of the allocation core against the fast unit and contract tests ([tool.mutmut] in
+# pyproject.toml), from scratch each time, then the score per file (scripts/mutation-score).
+mutate: $(STAMP)
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
+	$(BIN)/python scripts/mutation-score
+
 # Lint, then every layer, integration included: scripts/run-tests starts (and afterwards stops)
 # the native Infrahub stack unless one is already running.
 test: $(STAMP) lint
@@ -39,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.core --services 1000 --services 10000
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants mutants.log
