@@ -127,21 +127,6 @@ async def test_a_faster_order_moves_port_and_gateway_to_the_other_pair(inventory
     assert await inventory.leaks() == []
 
 
-async def test_markdown_of_a_plan_says_what_the_customer_gets(inventory: EmbeddedInventory) -> None:
-    plan = await core.plan(request(bandwidth=Bandwidth.G10, package=IpPackage.MEDIUM), inventory)
-    assert plan.markdown().splitlines() == [
-        "**DIA-0001** for account `ACC-1` at **par01** (par01): 10000 Mbit/s, medium package "
-        "(/28, 14 usable addresses).",
-        "",
-        "| resource | action | detail |",
-        "|---|---|---|",
-        "| vlan | allocate | next ID from 'Customer vlan pool' |",
-        "| prefix | allocate | next /28 from 'Customer prefixes pool' |",
-        "| port | allocate | sw01-par01 Ethernet8 (10000 Mbit/s) |",
-        "| gateway | allocate | first host of the prefix on rb01-par01 |",
-    ]
-
-
 # ------------------------------------------------------------------ site pools beside the global ones
 
 
