@@ -38,7 +38,24 @@ class Inventory(Protocol):
     # services
     async def get_service(self, identifier: str, branch: str) -> Service | None: ...
 
-    async def list_services(self, branch: str) -> list[Service]: ...
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        """Services as ``branch`` sees them, ordered by identifier; only those with the status (on
+        that branch) and at the site when given; ``limit`` of them from ``offset`` (all by default)."""
+        ...
+
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        """How many services ``list_services`` with the same filters returns without a limit."""
+        ...
 
     async def create_service(self, request: ServiceRequest) -> Service:
         """Record a draft service on main. Idempotent for the same request; raises ServiceConflict
@@ -62,6 +79,10 @@ class Inventory(Protocol):
     ) -> None: ...
 
     # topology
+    async def list_sites(self) -> list[str]:
+        """Short names of every site, sorted."""
+        ...
+
     async def get_site(self, shortname: str) -> Site:
         """Raises UnknownSite."""
         ...

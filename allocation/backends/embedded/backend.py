@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS service_state (
     ip_package TEXT NOT NULL, PRIMARY KEY (identifier, branch)
 );
 CREATE INDEX IF NOT EXISTS service_state_branch ON service_state (branch);
+CREATE INDEX IF NOT EXISTS service_site ON service (site, identifier);
 CREATE TABLE IF NOT EXISTS resource (
     service TEXT NOT NULL, role TEXT NOT NULL, branch TEXT NOT NULL, holds TEXT, data TEXT,
     deleted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (service, role, branch)
@@ -127,9 +128,28 @@ class EmbeddedInventory:
     async def get_service(self, identifier: str, branch: str) -> Service | None:
         return self._service(self._db, identifier, branch)
 
-    async def list_services(self, branch: str) -> list[Service]:
-        rows = self._db.execute("SELECT identifier FROM service ORDER BY identifier").fetchall()
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        where, params = _service_filter(branch, status, site)
+        rows = self._db.execute(
+            f"SELECT s.identifier {where} ORDER BY s.identifier LIMIT ? OFFSET ?",
+            (*params, -1 if limit is None else max(limit, 0), max(offset, 0)),
+        ).fetchall()
         return [s for (identifier,) in rows if (s := self._service(self._db, identifier, branch))]
+
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        where, params = _service_filter(branch, status, site)
+        (count,) = self._db.execute(f"SELECT COUNT(*) {where}", params).fetchone()
+        return int(count)
 
     async def create_service(self, request: ServiceRequest) -> Service:
         with self._write() as db:
@@ -249,6 +269,9 @@ class EmbeddedInventory:
         )
 
     # ------------------------------------------------------------------ topology
+    async def list_sites(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT shortname FROM site ORDER BY shortname")]
+
     async def get_site(self, shortname: str) -> Site:
         row = self._db.execute(
             "SELECT shortname, name FROM site WHERE shortname = ?", (shortname,)
@@ -566,6 +589,29 @@ class EmbeddedInventory:
             if f"port:{port_id}" not in held
         ]
         return found
+
+
+def _service_filter(
+    branch: str, status: ServiceStatus | None, site: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """FROM and WHERE of the services as a branch sees them: the branch's own state row if it has
+    one, else main's (on main, only main's: one join less)."""
+    # CROSS JOIN keeps service as the outer loop: its identifier order serves ORDER BY and LIMIT.
+    source = "FROM service s CROSS JOIN service_state m ON m.identifier = s.identifier AND m.branch = 'main'"
+    params: list[str] = []
+    current = "m.status"
+    if branch != MAIN:
+        source += " LEFT JOIN service_state b ON b.identifier = s.identifier AND b.branch = ?"
+        params.append(branch)
+        current = "COALESCE(b.status, m.status)"
+    clauses = []
+    if status is not None:
+        clauses.append(f"{current} = ?")
+        params.append(status.value)
+    if site is not None:
+        clauses.append("s.site = ?")
+        params.append(site)
+    return source + (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
 def _holds(pool: str, key: str) -> str:

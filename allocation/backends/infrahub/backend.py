@@ -211,17 +211,35 @@ class InfrahubInventory:
         node, _ = await self._read(identifier, branch)
         return to_service(node) if node else None
 
-    async def list_services(self, branch: str) -> list[Service]:
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        # Infrahub orders by the schema's order_by (the identifier) and ignores null filters.
+        filters = {"status": status.value if status else None, "site": site}
         found: list[Service] = []
-        offset = 0
-        while True:
-            data = await self._gql(q.SERVICES, {"limit": PAGE, "offset": offset}, branch)
+        offset = max(offset, 0)
+        while limit is None or len(found) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(found))
+            data = await self._gql(q.SERVICES, {"limit": size, "offset": offset, **filters}, branch)
             page = nodes(data, SERVICE)
             found += [to_service(n) for n in page]
-            offset += PAGE
-            if len(page) < PAGE or offset >= int(data[SERVICE].get("count") or 0):
+            offset += size
+            if len(page) < size or offset >= int(data[SERVICE].get("count") or 0):
                 break
         return sorted(found, key=lambda s: s.service_identifier)
+
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        variables = {"status": status.value if status else None, "site": site}
+        data = await self._gql(q.SERVICE_COUNT, variables, branch)
+        return int(data[SERVICE].get("count") or 0)
 
     async def create_service(self, request: ServiceRequest) -> Service:
         data = {
@@ -292,6 +310,9 @@ class InfrahubInventory:
             raise
 
     # ------------------------------------------------------------------ topology
+    async def list_sites(self) -> list[str]:
+        return sorted((await self._catalog_data()).sites)
+
     async def get_site(self, shortname: str) -> Site:
         catalog = await self._catalog_data()
         if shortname not in catalog.sites:

@@ -75,13 +75,22 @@ query Service($identifier: String!) {
 """
 )
 
+# A null filter is ignored by Infrahub: one document for every combination of filters.
 SERVICES = _expand(
     """
-query Services($limit: Int!, $offset: Int!) {
-  ServiceDedicatedInternet(limit: $limit, offset: $offset) { count edges { node { @SERVICE@ } } }
+query Services($limit: Int!, $offset: Int!, $status: String, $site: String) {
+  ServiceDedicatedInternet(
+    limit: $limit, offset: $offset, status__value: $status, location__shortname__value: $site
+  ) { count edges { node { @SERVICE@ } } }
 }
 """
 )
+
+SERVICE_COUNT = """
+query ServiceCount($status: String, $site: String) {
+  ServiceDedicatedInternet(status__value: $status, location__shortname__value: $site) { count }
+}
+"""
 
 CREATE_SERVICE = _expand(
     """
