@@ -140,6 +140,10 @@ def page(browser: BrowserContext) -> Iterator[Page]:
 
 def approve(db: Path, identifier: str) -> None:
     """The architect merges the open proposed change (in Infrahub, in production; here the CLI)."""
+    approve_as(db, identifier, "deliver")
+
+
+def approve_as(db: Path, identifier: str, transition: str) -> None:
     env = {**os.environ, "FACTORY_BACKEND": "embedded", "FACTORY_DB": str(db)}
     done = subprocess.run(
         [sys.executable, "-m", "factory_cli.main", "approve", identifier],
@@ -150,7 +154,7 @@ def approve(db: Path, identifier: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"deliver of {identifier}: done" in done.stdout
+    assert f"{transition} of {identifier}: done" in done.stdout
 
 
 def fill_form(page: Page, identifier: str, account: str, site: str, bandwidth: str, package: str) -> None:
@@ -232,3 +236,71 @@ def test_bad_requests_show_the_error_and_add_nothing(page: Page, portal: str) ->
     page.goto(portal + "/")
     expect(page.locator("#service-DIA-0102")).to_have_count(0)
     expect(page.locator("#service-DIA-0103")).to_have_count(0)
+
+
+def request_by_api(page: Page, portal: str, identifier: str, site: str = "lyn01") -> None:
+    answer = page.request.post(
+        portal + "/api/requests",
+        data={
+            "service_identifier": identifier,
+            "account_reference": "ACC-80",
+            "site": site,
+            "bandwidth": "1000",
+            "ip_package": "small",
+        },
+    )
+    assert answer.status == 201, answer.text()
+
+
+def test_change_then_decommission_an_active_service_from_its_page(
+    page: Page, portal: str, inventory_path: Path, tmp_path: Path
+) -> None:
+    request_by_api(page, portal, "DIA-0201")
+    approve(inventory_path, "DIA-0201")
+    page.goto(portal + "/services/DIA-0201")
+    holds = page.locator("#plan")
+    expect(holds.locator("tr", has_text="bandwidth")).to_contain_text("1000 Mbit/s")
+
+    form = page.locator("#modify-form")
+    form.get_by_role("radio", name="10G", exact=True).check()
+    form.get_by_role("radio", name=re.compile(r"^large:")).check()
+    form.get_by_role("button", name="Ask for the change").click()
+    page.wait_for_url(re.compile(r"/services/DIA-0201\?asked=modify$"))
+    expect(page.locator("#confirmation")).to_contain_text("modify of DIA-0201 requested")
+    bandwidth = page.locator("#plan tr", has_text="bandwidth")
+    expect(bandwidth.locator("td")).to_have_text(["1000 Mbit/s", "10000 Mbit/s"])
+    expect(page.locator("#plan tr.changed")).to_have_count(6)  # status, bandwidth, package, prefix, port, gateway
+    expect(page.locator("#modify-form")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "service-modify.png"), full_page=True)
+
+    approve_as(inventory_path, "DIA-0201", "modify")
+    page.reload()
+    expect(page.locator("#plan tr", has_text="bandwidth")).to_contain_text("10000 Mbit/s")
+    decommission = page.locator("#decommission-form")
+    decommission.get_by_role("checkbox").check()
+    decommission.get_by_role("button", name="Decommission DIA-0201").click()
+    page.wait_for_url(re.compile(r"\?asked=decommission$"))
+    expect(page.locator("h1 .status")).to_have_text("in-decommissioning")
+    expect(page.locator("#plan tr", has_text="VLAN").locator("td").nth(1)).to_have_text("-")
+
+
+def test_capacity_shows_bars_and_the_list_filters_and_pages(page: Page, portal: str, tmp_path: Path) -> None:
+    request_by_api(page, portal, "DIA-0301", site="par01")
+    page.goto(portal + "/")
+    page.get_by_role("link", name="Capacity").click()
+    expect(page.locator("#pools svg.bar")).to_have_count(2)
+    bar = page.locator("#port-bar-sw01-par01")
+    expect(bar).to_have_attribute("aria-label", re.compile(r"^sw01-par01: \d of 6 ports used$"))
+    assert bar.bounding_box() is not None and bar.bounding_box()["width"] > 100  # type: ignore[index]
+    page.screenshot(path=str(tmp_path / "capacity.png"), full_page=True)
+
+    page.goto(portal + "/")
+    page.locator("#filter-status").select_option("in-delivery")
+    page.locator("#filter-site").select_option("par01")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"/\?status=in-delivery&site=par01$"))
+    rows = page.locator("#requests tbody tr")
+    expect(rows.first).to_contain_text("par01")
+    for cell in rows.locator("td:nth-child(3)").all_text_contents():
+        assert cell == "par01"
+    expect(page.locator("#page-summary").first).to_contain_text("page 1 of 1")

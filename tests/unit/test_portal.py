@@ -1,5 +1,5 @@
 """The portal as service delivery and a CRM use it: pages and JSON through FastAPI's TestClient,
-the delivery flows for real (under a Prefect test harness) on a fresh embedded inventory."""
+the transitions for real (the plain runner, as without PREFECT_API_URL) on a fresh embedded inventory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import asyncio
 import re
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,10 +21,11 @@ from fastapi.testclient import TestClient
 
 from allocation import architect
 from allocation.backends.embedded import EmbeddedInventory
+from allocation.intent import ServiceStatus
 from allocation.model import PoolUsage
 from allocation.settings import FactorySettings
 from portal.app import create_app
-from tests.support import DATA, small_pools_data
+from tests.support import DATA, ROOT, request, small_pools_data
 
 T = TypeVar("T")
 
@@ -33,11 +36,6 @@ DIA_0042 = {
     "bandwidth": "1000",
     "ip_package": "medium",
 }
-
-
-@pytest.fixture(autouse=True)
-def _on_the_session_harness(prefect_harness: None) -> None:
-    """The flows run against the session's Prefect test server (tests/conftest.py)."""
 
 
 def load(path: Path, data: Path = DATA) -> Path:
@@ -52,6 +50,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = load(tmp_path / "inventory.sqlite3")
     monkeypatch.setenv("FACTORY_BACKEND", "embedded")
     monkeypatch.setenv("FACTORY_DB", str(path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # the plain runner: no Prefect server to start
     return path
 
 
@@ -87,6 +86,18 @@ def approve(db: Path, identifier: str) -> None:
 def text(html: str) -> str:
     """What a person reads: tags dropped, whitespace collapsed."""
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def table_rows(html: str, table_id: str) -> dict[str, list[str]]:
+    """A table of the page as {first cell: the other cells}, as a person reads it."""
+    found = re.search(rf'<table[^>]*id="{table_id}"[^>]*>(.*?)</table>', html, re.S)
+    assert found, f"no table {table_id}"
+    rows = {}
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", found.group(1), re.S):
+        cells = [text(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
+        if cells:
+            rows[cells[0]] = cells[1:]
+    return rows
 
 
 def row_of(html: str, identifier: str) -> str:
@@ -145,9 +156,13 @@ def test_a_request_lands_in_the_list_in_delivery_then_active_with_its_handover(
     assert "ACC-9 par01 1G medium in-delivery dia-0042-deliver deliver: open" in row
     assert "allocated once active" in row
 
-    detail = text(client.get("/services/DIA-0042").text)
-    assert "Proposed change under review" in detail and "dia-0042-deliver" in detail
-    assert "status on merge: **active**" in detail  # the change's description, as markdown text
+    page = client.get("/services/DIA-0042").text
+    assert "Proposed change under review" in text(page) and "dia-0042-deliver" in text(page)
+    plan = table_rows(page, "plan")
+    assert plan["status"] == ["in-delivery", "active"]  # now on main, once merged
+    assert plan["VLAN"][0] == "-" and re.fullmatch(r"1\d{3} \(default\)", plan["VLAN"][1])
+    assert plan["prefix"][0] == "-" and re.fullmatch(r"203\.0\.113\.\d+/28", plan["prefix"][1])
+    assert "**" not in page  # no markdown shown as text
 
     approve(db, "DIA-0042")
     row = row_of(client.get("/").text, "DIA-0042")
@@ -241,3 +256,193 @@ def test_an_unreachable_source_of_truth_is_a_clear_503(monkeypatch: pytest.Monke
     assert form.status_code == 503
     api = client.get("/api/services")
     assert api.status_code == 503 and "cannot be reached" in api.json()["detail"]
+
+
+def deliver_active(client: TestClient, db: Path, body: dict[str, str] = DIA_0042) -> str:
+    """A service requested through the portal and merged by the architect: active."""
+    assert client.post("/requests", data=body, follow_redirects=False).status_code == 303
+    approve(db, body["service_identifier"])
+    return body["service_identifier"]
+
+
+def test_an_active_service_is_changed_from_its_page_through_a_reviewed_change(
+    client: TestClient, db: Path
+) -> None:
+    identifier = deliver_active(client, db)
+    page = client.get(f"/services/{identifier}").text
+    holds = table_rows(page, "plan")
+    assert holds["bandwidth"] == ["1000 Mbit/s"] and holds["IP package"] == ["medium"]
+    assert 'id="modify-form"' in page and 'id="decommission-form"' in page
+
+    asked = client.post(
+        f"/services/{identifier}/modify",
+        data={"bandwidth": "10000", "ip_package": "large"},
+        follow_redirects=False,
+    )
+    assert asked.status_code == 303 and asked.headers["location"].endswith(
+        f"/services/{identifier}?asked=modify"
+    )
+    page = client.get(asked.headers["location"]).text
+    assert "modify of DIA-0042 requested" in text(page) and "dia-0042-modify" in text(page)
+    plan = table_rows(page, "plan")
+    assert plan["bandwidth"] == ["1000 Mbit/s", "10000 Mbit/s"]
+    assert plan["IP package"] == ["medium", "large"]
+    assert re.fullmatch(r"203\.0\.113\.\d+/27", plan["prefix"][1]) and plan["prefix"][0] != plan["prefix"][1]
+    assert "(10000 Mbit/s)" in plan["port"][1]  # moved to a 10G port
+    assert 'id="modify-form"' not in page  # under review: no second change on top
+
+    approve(db, identifier)
+    holds = table_rows(client.get(f"/services/{identifier}").text, "plan")
+    assert holds["status"] == ["active"] and holds["bandwidth"] == ["10000 Mbit/s"]
+
+
+def test_a_change_the_core_refuses_comes_back_on_the_page_and_changes_nothing(
+    client: TestClient, db: Path
+) -> None:
+    identifier = deliver_active(client, db, {**DIA_0042, "site": "bru01"})
+    before = pools(db)
+    wrong = client.post(f"/services/{identifier}/modify", data={"bandwidth": "7", "ip_package": "large"})
+    assert wrong.status_code == 422 and "choose 100 (100M), 1000 (1G) or 10000 (10G)" in text(wrong.text)
+    no_port = client.post(f"/services/{identifier}/modify", data={"bandwidth": "10000"})
+    assert no_port.status_code == 422
+    assert "no free customer port for 10G at bru01" in text(no_port.text)
+    same = client.post(f"/services/{identifier}/modify", data={"bandwidth": "1000", "ip_package": "medium"})
+    assert same.status_code == 200 and "already active: nothing to modify" in text(same.text)
+    assert pools(db) == before
+    assert table_rows(client.get(f"/services/{identifier}").text, "plan")["status"] == ["active"]
+
+    other = {**DIA_0042, "service_identifier": "DIA-0050"}
+    assert client.post("/requests", data=other, follow_redirects=False).status_code == 303
+    in_delivery = client.post("/services/DIA-0050/decommission")
+    assert in_delivery.status_code == 422
+    assert "DIA-0050 is in-delivery: decommission needs it active" in text(in_delivery.text)
+    assert client.post("/services/DIA-9999/decommission").status_code == 404
+
+
+def test_decommission_from_the_page_gives_everything_back_once_merged(client: TestClient, db: Path) -> None:
+    before = pools(db)
+    identifier = deliver_active(client, db)
+    asked = client.post(
+        f"/services/{identifier}/decommission", data={"confirm": "yes"}, follow_redirects=False
+    )
+    assert asked.status_code == 303
+    plan = table_rows(client.get(asked.headers["location"]).text, "plan")
+    assert plan["status"] == ["in-decommissioning", "decommissioned"]
+    assert plan["VLAN"][1] == "-" and plan["port"][1] == "-" and plan["VLAN"][0] != "-"
+    approve_decision = read(db, lambda inv: architect.decide(identifier, "merge", inv))
+    assert approve_decision.outcome.value == "done"
+    assert pools(db) == before
+
+
+def test_capacity_shows_ports_per_switch_and_pools_as_bars(client: TestClient, db: Path) -> None:
+    deliver_active(client, db)  # par01, 1G: one port of sw01-par01
+    page = client.get("/capacity")
+    assert page.status_code == 200
+    switch = text(re.search(r'<tr id="switch-sw01-par01">(.*?)</tr>', page.text, re.S).group(1))  # type: ignore[union-attr]
+    assert "5 of 6" in switch and "3 x 1G, 2 x 10G" in switch
+    assert 'aria-label="sw01-par01: 1 of 6 ports used"' in page.text
+    assert 'aria-label="sw02-par01: 0 of 6 ports used"' in page.text
+    prefix_bar = re.search(
+        r'aria-label="Customer prefixes pool: ([\d.]+)% used".*?class="bar-fill[^"]*"[^>]*width="([\d.]+)"',
+        page.text,
+        re.S,
+    )
+    assert (
+        prefix_bar and prefix_bar.group(1) == "6.2" and float(prefix_bar.group(2)) == 6.25
+    )  # a /28 of a /24
+    assert "<script" not in page.text and "http" not in page.text.split("<body>", 1)[1].replace(
+        "http://testserver", ""
+    )
+
+
+def seed(db: Path, count: int) -> None:
+    """``count`` drafts spread over two sites, every third one in delivery: no flow needed to list them."""
+
+    async def work(inventory: EmbeddedInventory) -> None:
+        for n in range(count):
+            site = "par01" if n % 2 else "lyn01"
+            await inventory.create_service(request(f"DIA-{n:04d}", site=site))
+            if n % 3 == 0:
+                await inventory.update_service(f"DIA-{n:04d}", "main", status=ServiceStatus.IN_DELIVERY)
+
+    read(db, work)
+
+
+def listed(html: str) -> list[str]:
+    return re.findall(r'<tr id="service-([A-Z0-9-]+)">', html)
+
+
+def test_the_list_comes_a_page_at_a_time_filtered_by_status_and_site(client: TestClient, db: Path) -> None:
+    seed(db, 45)
+    first = client.get("/")
+    assert listed(first.text) == [f"DIA-{n:04d}" for n in range(20)]
+    assert "1 to 20 of 45 services, page 1 of 3" in text(first.text)
+    third = client.get("/?page=3")
+    assert listed(third.text) == [f"DIA-{n:04d}" for n in range(40, 45)]
+    assert 'href="http://testserver/?page=2" rel="prev"' in third.text
+    assert listed(client.get("/?page=99").text) == listed(third.text)  # past the end: the last page
+
+    filtered = client.get("/?status=in-delivery&site=lyn01")
+    expected = [f"DIA-{n:04d}" for n in range(45) if n % 3 == 0 and n % 2 == 0]
+    assert listed(filtered.text) == expected
+    assert f"1 to {len(expected)} of {len(expected)} services" in text(filtered.text)
+    assert '<option value="in-delivery" selected>' in filtered.text
+    two_per_page = client.get("/?status=draft&site=par01")
+    assert all(int(i[4:]) % 2 == 1 and int(i[4:]) % 3 != 0 for i in listed(two_per_page.text))
+    assert (
+        'href="http://testserver/?status=draft&amp;site=par01&amp;page=2"' not in two_per_page.text
+    )  # 15 fit
+
+    assert client.get("/?status=&site=").status_code == 200  # the form's "any"
+    unknown = client.get("/?status=lost")
+    assert unknown.status_code == 400 and "unknown status 'lost'" in text(unknown.text).replace("&#39;", "'")
+    assert client.get("/?page=0").status_code == 422
+
+    api = client.get("/api/services", params={"status": "in-delivery", "limit": 5, "offset": 5})
+    assert api.headers["X-Total-Count"] == "15"
+    assert [s["service_identifier"] for s in api.json()] == [f"DIA-{n:04d}" for n in range(15, 30, 3)]
+
+
+def test_the_api_refuses_a_live_service_asked_for_with_other_values_as_the_cli_does(
+    client: TestClient, db: Path
+) -> None:
+    identifier = deliver_active(client, db)
+    same = client.post("/api/requests", json=DIA_0042)
+    assert same.status_code == 200 and same.json()["status"] == "active"
+    other = client.post("/api/requests", json={**DIA_0042, "bandwidth": "10000", "ip_package": "large"})
+    assert other.status_code == 409
+    assert other.json()["detail"] == (
+        "DIA-0042 is active (account ACC-9 at par01, 1000 Mbit/s, medium): a live service is changed "
+        "with `factory modify DIA-0042 --bandwidth ... --package ...`"
+    )
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "factory_cli.main",
+            "request",
+            identifier,
+            "--account",
+            "ACC-9",
+            "--site",
+            "par01",
+            "--bandwidth",
+            "10000",
+            "--package",
+            "large",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "FACTORY_DB": str(db), "FACTORY_BACKEND": "embedded"},
+    )
+    assert cli.returncode == 2 and cli.stderr == f"error: {other.json()['detail']}\n"
+
+    modified = client.post(f"/api/services/{identifier}/modify", json={"bandwidth": "10000"})
+    assert modified.status_code == 200 and modified.json()["outcome"] == "waiting"
+    assert modified.json()["branch"] == "dia-0042-modify"
+    assert client.post(f"/api/services/{identifier}/modify", json={"colour": "red"}).status_code == 422
+    assert client.post("/api/services/DIA-9999/decommission").status_code == 404
+    busy = client.post(f"/api/services/{identifier}/decommission")
+    assert busy.status_code == 409 and "in-delivery" in busy.json()["detail"]
