@@ -57,9 +57,9 @@ class Inventory(Protocol):
         """How many services ``list_services`` with the same filters returns without a limit."""
         ...
 
-    async def create_service(self, request: ServiceRequest) -> Service:
-        """Record a draft service on main. Idempotent for the same request; raises ServiceConflict
-        when the identifier exists with another account or site."""
+    async def create_service(self, request: ServiceRequest, *, requested_by: str | None = None) -> Service:
+        """Record a draft service on main, with the account that asked for it. Idempotent for the
+        same request; raises ServiceConflict when the identifier exists with another account or site."""
         ...
 
     async def withdraw_service(self, identifier: str) -> None:
@@ -145,9 +145,12 @@ class Inventory(Protocol):
         """The newest proposed change of a branch."""
         ...
 
-    async def merge_proposed_change(self, change_id: str) -> ProposedChange: ...
+    async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
+        """Merge; the change records who decided (``by`` where the backend cannot tell: Infrahub
+        records the account whose credentials made the call and ignores ``by``)."""
+        ...
 
-    async def close_proposed_change(self, change_id: str) -> ProposedChange: ...
+    async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange: ...
 
     # reconciliation
     async def leaks(self) -> list[str]:

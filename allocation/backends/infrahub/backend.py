@@ -42,6 +42,7 @@ Where Infrahub differs, and what this backend does about it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network
@@ -68,6 +69,7 @@ from allocation.backends.infrahub.mapping import (
 )
 from allocation.errors import (
     InventoryUnavailable,
+    PermissionDenied,
     PoolExhausted,
     PortTaken,
     ServiceConflict,
@@ -121,18 +123,25 @@ class InfrahubInventory:
     """The inventory port on Infrahub. One instance per event loop; ``close()`` it after use."""
 
     def __init__(
-        self, address: str, token: str | None = None, *, timeout: int = 60, merge_timeout: float = 300.0
+        self,
+        address: str,
+        token: str | None = None,
+        *,
+        timeout: int = 60,
+        merge_timeout: float = 300.0,
+        access_token: str | None = None,
     ) -> None:
-        self._conn = Connection(address, token, timeout)
+        self._conn = Connection(address, token, timeout, access_token=access_token)
         self._catalog: _Catalog | None = None
         self._finished: set[str] = set()
         self.merge_timeout = merge_timeout
 
     @classmethod
-    def from_settings(cls, settings: Any) -> InfrahubInventory:
-        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here)."""
+    def from_settings(cls, settings: Any, *, access_token: str | None = None) -> InfrahubInventory:
+        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here);
+        with ``access_token`` (a person's JWT), as that person instead of the API token's account."""
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        return cls(str(settings.address), token, timeout=int(settings.timeout))
+        return cls(str(settings.address), token, timeout=int(settings.timeout), access_token=access_token)
 
     @property
     def address(self) -> str:
@@ -241,7 +250,7 @@ class InfrahubInventory:
         data = await self._gql(q.SERVICE_COUNT, variables, branch)
         return int(data[SERVICE].get("count") or 0)
 
-    async def create_service(self, request: ServiceRequest) -> Service:
+    async def create_service(self, request: ServiceRequest, *, requested_by: str | None = None) -> Service:
         data = {
             "service_identifier": m.attr(request.service_identifier),
             "account_reference": m.attr(request.account_reference),
@@ -250,6 +259,8 @@ class InfrahubInventory:
             "ip_package": m.attr(request.ip_package.value),
             "location": m.hfid(request.site),
         }
+        if requested_by is not None:
+            data["requested_by"] = m.attr(requested_by)
         try:
             result = await self._gql(q.CREATE_SERVICE, {"data": data})
             return to_service(result[f"{SERVICE}Create"]["object"])
@@ -774,7 +785,9 @@ class InfrahubInventory:
     async def get_proposed_change(self, branch: str) -> ProposedChange | None:
         change = await self._newest_change(branch)
         if change is not None and change.state is ChangeState.MERGED:
-            await self._finish_merge(change.branch)
+            # A read-only account that looks first may not write: the next account allowed to finishes it.
+            with contextlib.suppress(PermissionDenied):
+                await self._finish_merge(change.branch)
         return change
 
     async def _change_node(self, change_id: str) -> dict[str, Any]:
@@ -786,7 +799,7 @@ class InfrahubInventory:
     async def _change(self, change_id: str) -> ProposedChange:
         return to_change(await self._change_node(change_id))
 
-    async def merge_proposed_change(self, change_id: str) -> ProposedChange:
+    async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         """Merge as the architect would. The merge runs as a task in Infrahub (tens of seconds), so it
         is submitted and its state polled; Infrahub puts the change back to ``open`` when checks of
         its pipeline are unfinished or failed, and the merge is submitted again until the deadline."""
@@ -814,7 +827,7 @@ class InfrahubInventory:
         await self._finish_merge(change.branch)
         return change
 
-    async def close_proposed_change(self, change_id: str) -> ProposedChange:
+    async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         change = await self._change(change_id)
         if change.state is ChangeState.MERGED:
             raise ServiceConflict(f"proposed change {change_id} is merged and cannot be closed")

@@ -16,6 +16,7 @@ SERVICE_FIELDS = """
   id
   service_identifier { value }
   account_reference { value }
+  requested_by { value }
   status { value }
   bandwidth { value }
   ip_package { value }
@@ -47,12 +48,13 @@ SERVICE_FIELDS = """
 """
 
 
+# The state's updated_by is the account that merged or closed the change: Infrahub records it.
 PROPOSED_CHANGE_FIELDS = """
   id
   name { value }
   description { value }
   source_branch { value }
-  state { value }
+  state { value updated_by { ... on CoreGenericAccount { name { value } } } }
 """
 
 
