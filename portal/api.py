@@ -8,9 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from allocation import architect
 from allocation.errors import (
     AllocationError,
     NoPortAvailable,
+    PermissionDenied,
     PoolExhausted,
     ServiceConflict,
     UnknownService,
@@ -22,9 +24,18 @@ from allocation.results import TransitionResult
 from allocation.settings import FactorySettings
 from allocation.steps import Changes
 from portal import delivery
-from portal.deps import InventoryDep, SettingsDep
+from portal.deps import Approver, Changer, InventoryDep, JsonWrite, Requester, SettingsDep, Viewer
 
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(
+    prefix="/api",
+    tags=["api"],
+    responses={
+        401: {"description": "Not signed in (POST /api/session)"},
+        403: {"description": "This account may not do this, or a cross-origin write"},
+        413: {"description": "Body larger than 64 KiB"},
+        415: {"description": "A write that is not JSON"},
+    },
+)
 
 MAX_PAGE = 1000
 
@@ -41,6 +52,15 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class RequestBody(ServiceRequest):
+    """A request as the API takes it: a field the request does not have is refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def as_request(self) -> ServiceRequest:
+        return ServiceRequest.model_validate(self.model_dump())
+
+
 class ModifyBody(BaseModel):
     """What to change on an active service; what is left out stays as it is."""
 
@@ -53,10 +73,11 @@ class ModifyBody(BaseModel):
 @router.post(
     "/requests",
     status_code=status.HTTP_201_CREATED,
+    dependencies=[JsonWrite],
     responses={200: {"description": "The same request again: its current result"}, **_REFUSALS},
 )
 async def create_request(
-    body: ServiceRequest, response: Response, inventory: InventoryDep, settings: SettingsDep
+    me: Requester, body: RequestBody, response: Response, inventory: InventoryDep, settings: SettingsDep
 ) -> TransitionResult:
     """Record a Dedicated Internet request and run its delivery up to the open proposed change.
 
@@ -64,7 +85,7 @@ async def create_request(
     ``factory request``: a live service is changed with ``POST /api/services/{identifier}/modify``."""
     existed = await inventory.get_service(body.service_identifier, MAIN) is not None
     try:
-        result = await delivery.submit(body, inventory, settings)
+        result = await delivery.submit(body.as_request(), inventory, settings, requested_by=me.name)
     except AllocationError as error:
         raise _refusal(error) from None
     if existed:
@@ -74,6 +95,7 @@ async def create_request(
 
 @router.get("/services")
 async def list_services(
+    me: Viewer,
     response: Response,
     inventory: InventoryDep,
     status_: Annotated[str, Query(alias="status", max_length=32, description="e.g. active")] = "",
@@ -95,10 +117,12 @@ async def list_services(
 
 
 @router.post(
-    "/services/{identifier}/modify", responses={404: {"description": "No such service"}, **_REFUSALS}
+    "/services/{identifier}/modify",
+    dependencies=[JsonWrite],
+    responses={404: {"description": "No such service"}, **_REFUSALS},
 )
 async def modify_service(
-    identifier: Identifier, body: ModifyBody, inventory: InventoryDep, settings: SettingsDep
+    identifier: Identifier, me: Changer, body: ModifyBody, inventory: InventoryDep, settings: SettingsDep
 ) -> TransitionResult:
     """Change an active service's bandwidth or IP package: a reviewed change, run up to its open
     proposed change (outcome ``waiting``), or ``done`` at once when nothing would change."""
@@ -109,13 +133,55 @@ async def modify_service(
 
 
 @router.post(
-    "/services/{identifier}/decommission", responses={404: {"description": "No such service"}, **_REFUSALS}
+    "/services/{identifier}/decommission",
+    dependencies=[JsonWrite],
+    responses={404: {"description": "No such service"}, **_REFUSALS},
 )
 async def decommission_service(
-    identifier: Identifier, inventory: InventoryDep, settings: SettingsDep
+    identifier: Identifier, me: Changer, inventory: InventoryDep, settings: SettingsDep
 ) -> TransitionResult:
     """Retire an active service: its release runs up to the open proposed change."""
     return await _transition("decommission", identifier, inventory, settings)
+
+
+@router.get("/services/{identifier}", responses={404: {"description": "No such service"}})
+async def get_service(identifier: Identifier, me: Viewer, inventory: InventoryDep) -> Service:
+    """One service on main, with who requested it."""
+    service = await inventory.get_service(identifier, MAIN)
+    if service is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no service {identifier!r}")
+    return service
+
+
+@router.post(
+    "/services/{identifier}/approve",
+    dependencies=[JsonWrite],
+    responses={404: {"description": "No such service"}, 409: {"description": "Nothing waits for review"}},
+)
+async def approve_service(identifier: Identifier, me: Approver, inventory: InventoryDep) -> TransitionResult:
+    """As the architect: merge the service's open proposed change and conclude its transition."""
+    return await _decide(identifier, "merge", me.name, inventory)
+
+
+@router.post(
+    "/services/{identifier}/reject",
+    dependencies=[JsonWrite],
+    responses={404: {"description": "No such service"}, 409: {"description": "Nothing waits for review"}},
+)
+async def reject_service(identifier: Identifier, me: Approver, inventory: InventoryDep) -> TransitionResult:
+    """As the architect: close the open proposed change; what its branch took is given back."""
+    return await _decide(identifier, "close", me.name, inventory)
+
+
+async def _decide(
+    identifier: str, decision: architect.Decision, by: str, inventory: InventoryDep
+) -> TransitionResult:
+    try:
+        return await architect.decide(identifier, decision, inventory, by=by)
+    except (UnknownService, PermissionDenied) as error:
+        raise _refusal(error) from None
+    except AllocationError as error:  # nothing waits for review, or it was decided meanwhile
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
 
 
 async def _transition(
@@ -132,6 +198,8 @@ async def _transition(
 
 
 def _refusal(error: AllocationError) -> HTTPException:
+    if isinstance(error, PermissionDenied):
+        return HTTPException(status.HTTP_403_FORBIDDEN, detail=str(error))
     if isinstance(error, UnknownService):
         return HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error))
     if isinstance(error, ServiceConflict | NoPortAvailable | PoolExhausted):

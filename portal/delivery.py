@@ -274,7 +274,11 @@ async def preview(request: ServiceRequest, inventory: Inventory) -> core.Plan:
 
 
 async def submit(
-    request: ServiceRequest, inventory: Inventory, settings: FactorySettings
+    request: ServiceRequest,
+    inventory: Inventory,
+    settings: FactorySettings,
+    *,
+    requested_by: str | None = None,
 ) -> TransitionResult:
     """Record the request and run its delivery until the proposed change is open.
 
@@ -287,7 +291,7 @@ async def submit(
     async def deliver(identifier: str) -> TransitionResult:
         return await submitting.transition("deliver", identifier, inventory)
 
-    return await intake.request_and_deliver(request, inventory, deliver)
+    return await intake.request_and_deliver(request, inventory, deliver, requested_by=requested_by)
 
 
 async def change(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from allocation import architect, history
 from allocation.core import Plan
 from allocation.errors import AllocationError, UnknownService
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus, is_valid_identifier
@@ -17,7 +18,17 @@ from allocation.results import TransitionResult
 from allocation.settings import FactorySettings
 from allocation.steps import Changes
 from portal import delivery
-from portal.deps import InventoryDep, SettingsDep, templates
+from portal.auth import Identity
+from portal.deps import (
+    Approver,
+    Changer,
+    InventoryDep,
+    Requester,
+    SettingsDep,
+    Viewer,
+    form_guard,
+    templates,
+)
 
 router = APIRouter()
 
@@ -29,11 +40,17 @@ PACKAGES = [
 ]
 
 FormField = Annotated[str, Form(max_length=200)]
+REQUEST_FIELDS = ("service_identifier", "account_reference", "site", "bandwidth", "ip_package")
+RequestForm = Annotated[None, Depends(form_guard(*REQUEST_FIELDS))]
+ModifyForm = Annotated[None, Depends(form_guard("bandwidth", "ip_package"))]
+DecommissionForm = Annotated[None, Depends(form_guard("confirm"))]
+DecisionForm = Annotated[None, Depends(form_guard())]
 
 
 @router.get("/", response_class=HTMLResponse)
 async def request_list(
     request: Request,
+    me: Viewer,
     inventory: InventoryDep,
     status: Annotated[str, Query(max_length=32, description="only services in this status")] = "",
     site: Annotated[str, Query(max_length=32, description="only services at this site")] = "",
@@ -77,13 +94,15 @@ def _list_url(request: Request, filters: delivery.Filters, number: int) -> str:
 
 
 @router.get("/requests/new", response_class=HTMLResponse)
-async def new_request(request: Request, inventory: InventoryDep) -> Response:
+async def new_request(request: Request, me: Requester, inventory: InventoryDep) -> Response:
     return await _form(request, inventory, {})
 
 
 @router.post("/requests/preview", response_class=HTMLResponse)
 async def preview(
     request: Request,
+    me: Requester,
+    _: RequestForm,
     inventory: InventoryDep,
     service_identifier: FormField = "",
     account_reference: FormField = "",
@@ -104,6 +123,8 @@ async def preview(
 @router.post("/requests", response_class=HTMLResponse)
 async def submit(
     request: Request,
+    me: Requester,
+    _: RequestForm,
     inventory: InventoryDep,
     settings: SettingsDep,
     service_identifier: FormField = "",
@@ -115,7 +136,7 @@ async def submit(
     fields = _fields(service_identifier, account_reference, site, bandwidth, ip_package)
     try:
         service_request = delivery.parse(fields)
-        result = await delivery.submit(service_request, inventory, settings)
+        result = await delivery.submit(service_request, inventory, settings, requested_by=me.name)
     except delivery.FormErrors as error:
         return await _form(request, inventory, fields, errors=error.errors)
     except AllocationError as error:
@@ -129,6 +150,7 @@ async def submit(
 async def service_page(
     request: Request,
     identifier: str,
+    me: Viewer,
     inventory: InventoryDep,
     asked: Annotated[TransitionName | None, Query(description="the change just asked for")] = None,
 ) -> Response:
@@ -139,6 +161,8 @@ async def service_page(
 async def modify(
     request: Request,
     identifier: str,
+    me: Changer,
+    _: ModifyForm,
     inventory: InventoryDep,
     settings: SettingsDep,
     bandwidth: FormField = "",
@@ -153,9 +177,44 @@ async def modify(
 
 @router.post("/services/{identifier}/decommission", response_class=HTMLResponse)
 async def decommission(
-    request: Request, identifier: str, inventory: InventoryDep, settings: SettingsDep
+    request: Request,
+    identifier: str,
+    me: Changer,
+    _: DecommissionForm,
+    inventory: InventoryDep,
+    settings: SettingsDep,
 ) -> Response:
     return await _transition(request, "decommission", identifier, inventory, settings)
+
+
+@router.post("/services/{identifier}/approve", response_class=HTMLResponse)
+async def approve(
+    request: Request, identifier: str, me: Approver, _: DecisionForm, inventory: InventoryDep
+) -> Response:
+    """As the architect: merge the open proposed change (Infrahub checks this account may merge)."""
+    return await _decide(request, identifier, "merge", me, inventory)
+
+
+@router.post("/services/{identifier}/reject", response_class=HTMLResponse)
+async def reject(
+    request: Request, identifier: str, me: Approver, _: DecisionForm, inventory: InventoryDep
+) -> Response:
+    """As the architect: close the open proposed change; what its branch took is given back."""
+    return await _decide(request, identifier, "close", me, inventory)
+
+
+async def _decide(
+    request: Request, identifier: str, decision: architect.Decision, me: Identity, inventory: Inventory
+) -> Response:
+    if not is_valid_identifier(identifier):
+        return _malformed(request, identifier)
+    try:
+        result = await architect.decide(identifier, decision, inventory, by=me.name)
+    except UnknownService as error:
+        return _not_found(request, str(error))
+    except AllocationError as error:
+        return await _service(request, identifier, inventory, errors={"": str(error)}, status_code=409)
+    return await _service(request, identifier, inventory, notice=f"{result.transition}: {result.message}")
 
 
 async def _transition(
@@ -167,7 +226,7 @@ async def _transition(
     changes: Changes | None = None,
 ) -> Response:
     if not is_valid_identifier(identifier):
-        return _not_found(request, f"no service {identifier!r}")
+        return _malformed(request, identifier)
     try:
         result: TransitionResult = await delivery.change(name, identifier, inventory, settings, changes)
     except UnknownService as error:
@@ -193,12 +252,15 @@ async def _service(
     form: str | None = None,
     status_code: int = 200,
 ) -> Response:
+    if not is_valid_identifier(identifier.strip().upper()):
+        return _malformed(request, identifier)
     try:
         row = await delivery.row(identifier, inventory)
     except UnknownService as error:
         return _not_found(request, str(error))
     context = {
         "row": row,
+        "decisions": await history.decisions(row.service.service_identifier, inventory),
         "holdings": await delivery.holdings(row, inventory),
         "bandwidths": BANDWIDTHS,
         "packages": PACKAGES,
@@ -210,6 +272,13 @@ async def _service(
     return templates.TemplateResponse(request, "service.html", context, status_code=status_code)
 
 
+def _malformed(request: Request, identifier: str) -> Response:
+    message = f"{identifier[:40]!r} is not a service identifier: they look like DIA-0042"
+    return templates.TemplateResponse(
+        request, "error.html", {"title": "Malformed identifier", "message": message}, status_code=400
+    )
+
+
 def _not_found(request: Request, message: str) -> Response:
     return templates.TemplateResponse(
         request, "error.html", {"title": "No such service", "message": message}, status_code=404
@@ -217,7 +286,7 @@ def _not_found(request: Request, message: str) -> Response:
 
 
 @router.get("/capacity", response_class=HTMLResponse)
-async def capacity(request: Request, inventory: InventoryDep) -> Response:
+async def capacity(request: Request, me: Viewer, inventory: InventoryDep) -> Response:
     ports, pools = await delivery.capacity(inventory)
     by_site: dict[str, list[delivery.SwitchPorts]] = {}
     for switch in ports:

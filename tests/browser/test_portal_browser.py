@@ -269,7 +269,9 @@ def test_change_then_decommission_an_active_service_from_its_page(
     expect(page.locator("#confirmation")).to_contain_text("modify of DIA-0201 requested")
     bandwidth = page.locator("#plan tr", has_text="bandwidth")
     expect(bandwidth.locator("td")).to_have_text(["1000 Mbit/s", "10000 Mbit/s"])
-    expect(page.locator("#plan tr.changed")).to_have_count(6)  # status, bandwidth, package, prefix, port, gateway
+    expect(page.locator("#plan tr.changed")).to_have_count(
+        6
+    )  # status, bandwidth, package, prefix, port, gateway
     expect(page.locator("#modify-form")).to_have_count(0)
     page.screenshot(path=str(tmp_path / "service-modify.png"), full_page=True)
 

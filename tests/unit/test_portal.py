@@ -8,96 +8,21 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
-import asyncio
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-from fastapi.testclient import TestClient
 
 from allocation import architect
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import ServiceStatus
-from allocation.model import PoolUsage
 from allocation.settings import FactorySettings
-from portal.app import create_app
-from tests.support import DATA, ROOT, request, small_pools_data
-
-T = TypeVar("T")
-
-DIA_0042 = {
-    "service_identifier": "DIA-0042",
-    "account_reference": "ACC-9",
-    "site": "par01",
-    "bandwidth": "1000",
-    "ip_package": "medium",
-}
-
-
-def load(path: Path, data: Path = DATA) -> Path:
-    inventory = EmbeddedInventory(path)
-    inventory.load(data)
-    asyncio.run(inventory.close())
-    return path
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = load(tmp_path / "inventory.sqlite3")
-    monkeypatch.setenv("FACTORY_BACKEND", "embedded")
-    monkeypatch.setenv("FACTORY_DB", str(path))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # the plain runner: no Prefect server to start
-    return path
-
-
-@pytest.fixture
-def client(db: Path) -> TestClient:
-    return TestClient(create_app(FactorySettings()))
-
-
-def read(db: Path, work: Callable[[EmbeddedInventory], Awaitable[T]]) -> T:
-    async def main() -> T:
-        inventory = EmbeddedInventory(db)
-        try:
-            return await work(inventory)
-        finally:
-            await inventory.close()
-
-    return asyncio.run(main())
-
-
-def pools(db: Path) -> list[PoolUsage]:
-    return read(db, lambda inv: inv.pool_usage())
-
-
-def approve(db: Path, identifier: str) -> None:
-    """The architect merges the open proposed change (in Infrahub, in production)."""
-
-    async def work(inventory: EmbeddedInventory) -> None:
-        await architect.decide(identifier, "merge", inventory)
-
-    read(db, work)
-
-
-def text(html: str) -> str:
-    """What a person reads: tags dropped, whitespace collapsed."""
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
-
-
-def table_rows(html: str, table_id: str) -> dict[str, list[str]]:
-    """A table of the page as {first cell: the other cells}, as a person reads it."""
-    found = re.search(rf'<table[^>]*id="{table_id}"[^>]*>(.*?)</table>', html, re.S)
-    assert found, f"no table {table_id}"
-    rows = {}
-    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", found.group(1), re.S):
-        cells = [text(c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
-        if cells:
-            rows[cells[0]] = cells[1:]
-    return rows
+from portal.app import Security, create_app
+from tests.portal_support import DIA_0042, Portal, approve, load, pools, read, table_rows, text
+from tests.support import ROOT, request, small_pools_data
 
 
 def row_of(html: str, identifier: str) -> str:
@@ -106,7 +31,7 @@ def row_of(html: str, identifier: str) -> str:
     return text(found.group(1))
 
 
-def test_form_offers_the_four_sites_and_the_catalog(client: TestClient) -> None:
+def test_form_offers_the_four_sites_and_the_catalog(client: Portal) -> None:
     page = client.get("/requests/new")
     assert page.status_code == 200
     select = re.search(r'<select id="site".*?</select>', page.text, re.S)
@@ -126,9 +51,9 @@ def test_form_offers_the_four_sites_and_the_catalog(client: TestClient) -> None:
         assert label in words
 
 
-def test_preview_shows_the_plan_and_reserves_nothing(client: TestClient, db: Path) -> None:
+def test_preview_shows_the_plan_and_reserves_nothing(client: Portal, db: Path) -> None:
     before = pools(db)
-    page = client.post("/requests/preview", data={**DIA_0042, "bandwidth": "10000"})
+    page = client.submit("/requests/preview", {**DIA_0042, "bandwidth": "10000"})
     assert page.status_code == 200
     plan = text(page.text.split('id="plan"', 1)[1])
     assert "Plan for DIA-0042 at par01 (nothing reserved)" in plan
@@ -142,9 +67,9 @@ def test_preview_shows_the_plan_and_reserves_nothing(client: TestClient, db: Pat
 
 
 def test_a_request_lands_in_the_list_in_delivery_then_active_with_its_handover(
-    client: TestClient, db: Path
+    client: Portal, db: Path
 ) -> None:
-    sent = client.post("/requests", data=DIA_0042, follow_redirects=False)
+    sent = client.submit("/requests", DIA_0042, follow_redirects=False)
     assert sent.status_code == 303
     assert sent.headers["location"].endswith("/?requested=DIA-0042")
 
@@ -183,10 +108,10 @@ def test_a_request_lands_in_the_list_in_delivery_then_active_with_its_handover(
     ids=["bad-identifier", "unknown-site", "10G-at-bru01", "no-account"],
 )
 def test_bad_input_gets_the_form_back_with_the_message_and_records_nothing(
-    client: TestClient, db: Path, change: dict[str, str], field: str, message: str
+    client: Portal, db: Path, change: dict[str, str], field: str, message: str
 ) -> None:
     before = pools(db)
-    page = client.post("/requests", data={**DIA_0042, **change}, follow_redirects=False)
+    page = client.submit("/requests", {**DIA_0042, **change}, follow_redirects=False)
     assert page.status_code == 422
     assert "The request was not recorded" in text(page.text)
     shown = re.search(rf'<p class="field-error" id="error-{field}">(.*?)</p>', page.text, re.S)
@@ -197,20 +122,20 @@ def test_bad_input_gets_the_form_back_with_the_message_and_records_nothing(
 
 
 def test_an_exhausted_pool_is_said_at_the_top_of_the_form(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    portal: Callable[[], Portal], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Room for one /29 only: a medium package (/28) cannot be served.
     path = load(tmp_path / "small.sqlite3", small_pools_data(tmp_path / "data", prefix="203.0.113.0/29"))
     monkeypatch.setenv("FACTORY_DB", str(path))
-    client = TestClient(create_app(FactorySettings()))
-    page = client.post("/requests", data=DIA_0042)
+    client = portal().sign_in("dora")
+    page = client.submit("/requests", DIA_0042)
     assert page.status_code == 422
     top = text(page.text.split('id="form-error"', 1)[1].split("</div>", 1)[0])
     assert "pool 'Customer prefixes pool' is exhausted: no /28 prefix left" in top.replace("&#39;", "'")
     assert client.get("/api/services").json() == []
 
 
-def test_json_api_for_other_systems(client: TestClient) -> None:
+def test_json_api_for_other_systems(client: Portal) -> None:
     body = {**DIA_0042, "service_identifier": "DIA-0043", "site": "ams01"}
     created = client.post("/api/requests", json=body)
     assert created.status_code == 201, created.text
@@ -240,7 +165,7 @@ def test_json_api_for_other_systems(client: TestClient) -> None:
     assert [(s["service_identifier"], s["status"]) for s in services] == [("DIA-0043", "in-delivery")]
 
 
-def test_an_unknown_service_is_a_404_page(client: TestClient) -> None:
+def test_an_unknown_service_is_a_404_page(client: Portal) -> None:
     page = client.get("/services/DIA-9999")
     assert page.status_code == 404 and "no service 'DIA-9999'" in text(page.text).replace("&#39;", "'")
 
@@ -248,25 +173,28 @@ def test_an_unknown_service_is_a_404_page(client: TestClient) -> None:
 def test_an_unreachable_source_of_truth_is_a_clear_503(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACTORY_BACKEND", "infrahub")
     monkeypatch.setenv("INFRAHUB_ADDRESS", "http://127.0.0.1:9")
-    client = TestClient(create_app(FactorySettings()))
+    # Nobody to sign in as without Infrahub: the local operator's mode, where the inventory opens at once.
+    client = Portal(
+        create_app(FactorySettings(), Security(authenticator=None)), base_url="https://testserver"
+    )
     page = client.get("/")
     assert page.status_code == 503
     assert "Source of truth unavailable" in page.text and "127.0.0.1:9" in page.text
-    form = client.post("/requests", data=DIA_0042)
+    form = client.submit("/requests", DIA_0042)
     assert form.status_code == 503
     api = client.get("/api/services")
     assert api.status_code == 503 and "cannot be reached" in api.json()["detail"]
 
 
-def deliver_active(client: TestClient, db: Path, body: dict[str, str] = DIA_0042) -> str:
+def deliver_active(client: Portal, db: Path, body: dict[str, str] = DIA_0042) -> str:
     """A service requested through the portal and merged by the architect: active."""
-    assert client.post("/requests", data=body, follow_redirects=False).status_code == 303
+    assert client.submit("/requests", body, follow_redirects=False).status_code == 303
     approve(db, body["service_identifier"])
     return body["service_identifier"]
 
 
 def test_an_active_service_is_changed_from_its_page_through_a_reviewed_change(
-    client: TestClient, db: Path
+    client: Portal, db: Path
 ) -> None:
     identifier = deliver_active(client, db)
     page = client.get(f"/services/{identifier}").text
@@ -274,9 +202,9 @@ def test_an_active_service_is_changed_from_its_page_through_a_reviewed_change(
     assert holds["bandwidth"] == ["1000 Mbit/s"] and holds["IP package"] == ["medium"]
     assert 'id="modify-form"' in page and 'id="decommission-form"' in page
 
-    asked = client.post(
+    asked = client.submit(
         f"/services/{identifier}/modify",
-        data={"bandwidth": "10000", "ip_package": "large"},
+        {"bandwidth": "10000", "ip_package": "large"},
         follow_redirects=False,
     )
     assert asked.status_code == 303 and asked.headers["location"].endswith(
@@ -297,34 +225,32 @@ def test_an_active_service_is_changed_from_its_page_through_a_reviewed_change(
 
 
 def test_a_change_the_core_refuses_comes_back_on_the_page_and_changes_nothing(
-    client: TestClient, db: Path
+    client: Portal, db: Path
 ) -> None:
     identifier = deliver_active(client, db, {**DIA_0042, "site": "bru01"})
     before = pools(db)
-    wrong = client.post(f"/services/{identifier}/modify", data={"bandwidth": "7", "ip_package": "large"})
+    wrong = client.submit(f"/services/{identifier}/modify", {"bandwidth": "7", "ip_package": "large"})
     assert wrong.status_code == 422 and "choose 100 (100M), 1000 (1G) or 10000 (10G)" in text(wrong.text)
-    no_port = client.post(f"/services/{identifier}/modify", data={"bandwidth": "10000"})
+    no_port = client.submit(f"/services/{identifier}/modify", {"bandwidth": "10000"})
     assert no_port.status_code == 422
     assert "no free customer port for 10G at bru01" in text(no_port.text)
-    same = client.post(f"/services/{identifier}/modify", data={"bandwidth": "1000", "ip_package": "medium"})
+    same = client.submit(f"/services/{identifier}/modify", {"bandwidth": "1000", "ip_package": "medium"})
     assert same.status_code == 200 and "already active: nothing to modify" in text(same.text)
     assert pools(db) == before
     assert table_rows(client.get(f"/services/{identifier}").text, "plan")["status"] == ["active"]
 
     other = {**DIA_0042, "service_identifier": "DIA-0050"}
-    assert client.post("/requests", data=other, follow_redirects=False).status_code == 303
-    in_delivery = client.post("/services/DIA-0050/decommission")
+    assert client.submit("/requests", other, follow_redirects=False).status_code == 303
+    in_delivery = client.submit("/services/DIA-0050/decommission", {})
     assert in_delivery.status_code == 422
     assert "DIA-0050 is in-delivery: decommission needs it active" in text(in_delivery.text)
-    assert client.post("/services/DIA-9999/decommission").status_code == 404
+    assert client.submit("/services/DIA-9999/decommission", {}).status_code == 404
 
 
-def test_decommission_from_the_page_gives_everything_back_once_merged(client: TestClient, db: Path) -> None:
+def test_decommission_from_the_page_gives_everything_back_once_merged(client: Portal, db: Path) -> None:
     before = pools(db)
     identifier = deliver_active(client, db)
-    asked = client.post(
-        f"/services/{identifier}/decommission", data={"confirm": "yes"}, follow_redirects=False
-    )
+    asked = client.submit(f"/services/{identifier}/decommission", {"confirm": "yes"}, follow_redirects=False)
     assert asked.status_code == 303
     plan = table_rows(client.get(asked.headers["location"]).text, "plan")
     assert plan["status"] == ["in-decommissioning", "decommissioned"]
@@ -334,7 +260,7 @@ def test_decommission_from_the_page_gives_everything_back_once_merged(client: Te
     assert pools(db) == before
 
 
-def test_capacity_shows_ports_per_switch_and_pools_as_bars(client: TestClient, db: Path) -> None:
+def test_capacity_shows_ports_per_switch_and_pools_as_bars(client: Portal, db: Path) -> None:
     deliver_active(client, db)  # par01, 1G: one port of sw01-par01
     page = client.get("/capacity")
     assert page.status_code == 200
@@ -351,7 +277,7 @@ def test_capacity_shows_ports_per_switch_and_pools_as_bars(client: TestClient, d
         prefix_bar and prefix_bar.group(1) == "6.2" and float(prefix_bar.group(2)) == 6.25
     )  # a /28 of a /24
     assert "<script" not in page.text and "http" not in page.text.split("<body>", 1)[1].replace(
-        "http://testserver", ""
+        "https://testserver", ""
     )
 
 
@@ -372,14 +298,14 @@ def listed(html: str) -> list[str]:
     return re.findall(r'<tr id="service-([A-Z0-9-]+)">', html)
 
 
-def test_the_list_comes_a_page_at_a_time_filtered_by_status_and_site(client: TestClient, db: Path) -> None:
+def test_the_list_comes_a_page_at_a_time_filtered_by_status_and_site(client: Portal, db: Path) -> None:
     seed(db, 45)
     first = client.get("/")
     assert listed(first.text) == [f"DIA-{n:04d}" for n in range(20)]
     assert "1 to 20 of 45 services, page 1 of 3" in text(first.text)
     third = client.get("/?page=3")
     assert listed(third.text) == [f"DIA-{n:04d}" for n in range(40, 45)]
-    assert 'href="http://testserver/?page=2" rel="prev"' in third.text
+    assert 'href="https://testserver/?page=2" rel="prev"' in third.text
     assert listed(client.get("/?page=99").text) == listed(third.text)  # past the end: the last page
 
     filtered = client.get("/?status=in-delivery&site=lyn01")
@@ -390,7 +316,7 @@ def test_the_list_comes_a_page_at_a_time_filtered_by_status_and_site(client: Tes
     two_per_page = client.get("/?status=draft&site=par01")
     assert all(int(i[4:]) % 2 == 1 and int(i[4:]) % 3 != 0 for i in listed(two_per_page.text))
     assert (
-        'href="http://testserver/?status=draft&amp;site=par01&amp;page=2"' not in two_per_page.text
+        'href="https://testserver/?status=draft&amp;site=par01&amp;page=2"' not in two_per_page.text
     )  # 15 fit
 
     assert client.get("/?status=&site=").status_code == 200  # the form's "any"
@@ -404,7 +330,7 @@ def test_the_list_comes_a_page_at_a_time_filtered_by_status_and_site(client: Tes
 
 
 def test_the_api_refuses_a_live_service_asked_for_with_other_values_as_the_cli_does(
-    client: TestClient, db: Path
+    client: Portal, db: Path
 ) -> None:
     identifier = deliver_active(client, db)
     same = client.post("/api/requests", json=DIA_0042)
@@ -443,6 +369,6 @@ def test_the_api_refuses_a_live_service_asked_for_with_other_values_as_the_cli_d
     assert modified.status_code == 200 and modified.json()["outcome"] == "waiting"
     assert modified.json()["branch"] == "dia-0042-modify"
     assert client.post(f"/api/services/{identifier}/modify", json={"colour": "red"}).status_code == 422
-    assert client.post("/api/services/DIA-9999/decommission").status_code == 404
-    busy = client.post(f"/api/services/{identifier}/decommission")
+    assert client.post("/api/services/DIA-9999/decommission", json={}).status_code == 404
+    busy = client.post(f"/api/services/{identifier}/decommission", json={})
     assert busy.status_code == 409 and "in-delivery" in busy.json()["detail"]
