@@ -6,8 +6,8 @@ People sign in with a name and a password; the source of truth decides what they
   person's access and refresh tokens in their session, refreshes the access token before it
   expires (``/api/auth/refresh``), and calls Infrahub with it: Infrahub's permissions and its
   activity log apply to every read and write. What the pages offer comes from Infrahub too: the
-  person's permissions on ``ServiceDedicatedInternet`` (create: request; update: change and
-  decommission; view) and their global ``merge_proposed_change`` permission (approve).
+  person's permissions on ``ServiceDedicatedInternet`` on main (create: request; create and update:
+  change and decommission; view) and their global ``merge_proposed_change`` permission (approve).
 - On the embedded backend, a local accounts file (``portal/accounts.py``) holds roles.
 
 The session is one cookie, encrypted and authenticated (Fernet, from ``cryptography``), HTTP-only,
@@ -235,8 +235,10 @@ def capabilities_from_infrahub(data: dict[str, Any]) -> frozenset[Capability]:
             found.add(Capability.VIEW)
         if node.get("create") in _ALLOWED_ON_MAIN:
             found.add(Capability.REQUEST)
-        if node.get("update") in _ALLOWED_ON_MAIN:
-            found.add(Capability.CHANGE)
+            # Changing a service is service delivery's, not every account that may update one (an
+            # architect's decision moves the status too): those who may also create services.
+            if node.get("update") in _ALLOWED_ON_MAIN:
+                found.add(Capability.CHANGE)
     permissions = ((data.get("InfrahubPermissions") or {}).get("global_permissions") or {}).get("edges") or []
     for edge in permissions:
         node = edge.get("node") or {}

@@ -1,7 +1,8 @@
 """The portal in a real browser: uvicorn in a subprocess, Debian's Chromium driven by Playwright.
 
-Service delivery fills the form, previews, requests; the architect merges the proposed change;
-the list and the service page then show what to give the customer."""
+People sign in (local accounts: delivery, architect, viewer). Service delivery fills the form,
+previews, requests; the architect merges the proposed change; the list and the service page then
+show what to give the customer; the read-only account only sees."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ if not CHROMIUM.exists():
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright  # noqa: E402
 
 from allocation.backends.embedded import EmbeddedInventory  # noqa: E402
+from portal import accounts  # noqa: E402
 from tests.support import DATA, ROOT  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -67,8 +69,22 @@ def inventory_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+PASSWORD = "correct horse battery"
+PEOPLE = {"dora": accounts.Role.DELIVERY, "archie": accounts.Role.ARCHITECT, "vera": accounts.Role.VIEWER}
+
+
 @pytest.fixture(scope="module")
-def portal(inventory_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def accounts_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("accounts") / "accounts.json"
+    for name, role in PEOPLE.items():
+        accounts.add(path, name, PASSWORD, [role])
+    return path
+
+
+@pytest.fixture(scope="module")
+def portal(
+    inventory_path: Path, accounts_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """`python -m portal` on a free port, as a user starts it; its base URL."""
     port = free_port()
     log = (tmp_path_factory.mktemp("logs") / "portal.log").open("w")
@@ -76,6 +92,8 @@ def portal(inventory_path: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         **os.environ,
         "FACTORY_BACKEND": "embedded",
         "FACTORY_DB": str(inventory_path),
+        "FACTORY_ACCOUNTS": str(accounts_path),
+        "PORTAL_SECRET_KEY": "browser tests",
         "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),  # a Prefect database of its own
     }
     env.pop("PREFECT_API_URL", None)
@@ -107,7 +125,7 @@ def _wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"the portal exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(base + "/", timeout=2) as response:
+            with urllib.request.urlopen(base + "/login", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -136,6 +154,17 @@ def page(browser: BrowserContext) -> Iterator[Page]:
     page = browser.new_page()
     yield page
     page.close()
+    browser.clear_cookies()  # the next test signs in afresh
+
+
+def sign_in(page: Page, portal: str, name: str) -> None:
+    page.goto(portal + "/")
+    page.wait_for_url(re.compile(r"/login\?next="))  # nothing without signing in
+    page.get_by_label("Account").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(portal + "/")
+    expect(page.locator("#me")).to_contain_text(name)
 
 
 def approve(db: Path, identifier: str) -> None:
@@ -168,6 +197,7 @@ def fill_form(page: Page, identifier: str, account: str, site: str, bandwidth: s
 def test_request_preview_approve_and_hand_over(
     page: Page, portal: str, inventory_path: Path, tmp_path: Path
 ) -> None:
+    sign_in(page, portal, "dora")
     page.goto(portal + "/requests/new")
     expect(page.get_by_label("Site").locator("option")).to_have_text(
         ["choose a site", "ams01", "bru01", "lyn01", "par01"]
@@ -211,6 +241,7 @@ def test_request_preview_approve_and_hand_over(
 
 
 def test_bad_requests_show_the_error_and_add_nothing(page: Page, portal: str) -> None:
+    sign_in(page, portal, "dora")
     page.goto(portal + "/requests/new")
     fill_form(page, "DIA-0102", "ACC-78", "bru01", "10G", "small")
     page.get_by_role("button", name="Request", exact=True).click(timeout=NAVIGATION_TIMEOUT_MS)
@@ -255,6 +286,7 @@ def request_by_api(page: Page, portal: str, identifier: str, site: str = "lyn01"
 def test_change_then_decommission_an_active_service_from_its_page(
     page: Page, portal: str, inventory_path: Path, tmp_path: Path
 ) -> None:
+    sign_in(page, portal, "dora")
     request_by_api(page, portal, "DIA-0201")
     approve(inventory_path, "DIA-0201")
     page.goto(portal + "/services/DIA-0201")
@@ -287,6 +319,7 @@ def test_change_then_decommission_an_active_service_from_its_page(
 
 
 def test_capacity_shows_bars_and_the_list_filters_and_pages(page: Page, portal: str, tmp_path: Path) -> None:
+    sign_in(page, portal, "dora")
     request_by_api(page, portal, "DIA-0301", site="par01")
     page.goto(portal + "/")
     page.get_by_role("link", name="Capacity").click()
@@ -306,3 +339,31 @@ def test_capacity_shows_bars_and_the_list_filters_and_pages(page: Page, portal: 
     for cell in rows.locator("td:nth-child(3)").all_text_contents():
         assert cell == "par01"
     expect(page.locator("#page-summary").first).to_contain_text("page 1 of 1")
+
+
+def test_each_role_sees_and_does_what_it_may(page: Page, portal: str, tmp_path: Path) -> None:
+    sign_in(page, portal, "dora")
+    request_by_api(page, portal, "DIA-0401", site="ams01")
+    page.goto(portal + "/services/DIA-0401")
+    expect(page.locator("#decide")).to_have_count(0)  # delivery may not merge
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login$"))
+
+    sign_in(page, portal, "vera")
+    expect(page.get_by_role("link", name="New request")).to_have_count(0)
+    page.goto(portal + "/requests/new")
+    expect(page.locator(".error")).to_have_text("vera (viewer) may not request services")
+    page.goto(portal + "/services/DIA-0401")
+    expect(page.locator("#decide")).to_have_count(0)
+    expect(page.locator("#requested-by")).to_have_text("dora")
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, portal, "archie")
+    page.goto(portal + "/services/DIA-0401")
+    page.get_by_role("button", name="Merge (approve)").click()
+    expect(page.locator("#notice")).to_contain_text("deliver: DIA-0401 is active")
+    expect(page.locator("#decisions tbody tr").first.locator("td")).to_have_text(
+        ["deliver", "dia-0401-deliver", re.compile(r"^\d+$"), "merged", "archie"]
+    )
+    expect(page.locator("#modify-form")).to_have_count(0)  # the architect does not change services
+    page.screenshot(path=str(tmp_path / "architect.png"), full_page=True)

@@ -157,10 +157,14 @@ class InfrahubInventory:
 
     # ------------------------------------------------------------------ plumbing
     async def _gql(
-        self, query: str, variables: dict[str, Any] | None = None, branch: str = MAIN
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        branch: str = MAIN,
+        timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         try:
-            return await self._conn.gql(query, variables, branch)
+            return await self._conn.gql(query, variables, branch, timeout=timeout)
         except (InventoryUnavailable, GraphQLError) as exc:
             text = (messages(exc) if isinstance(exc, GraphQLError) else str(exc)).lower()
             if branch != MAIN and ("branch" in text or "404" in text) and "not found" in text:
@@ -262,8 +266,16 @@ class InfrahubInventory:
         if requested_by is not None:
             data["requested_by"] = m.attr(requested_by)
         try:
-            result = await self._gql(q.CREATE_SERVICE, {"data": data})
-            return to_service(result[f"{SERVICE}Create"]["object"])
+            await self._gql(q.CREATE_SERVICE, {"data": data})
+            return Service(
+                service_identifier=request.service_identifier,
+                account_reference=request.account_reference,
+                site=request.site,
+                bandwidth=request.bandwidth,
+                ip_package=request.ip_package,
+                status=ServiceStatus.DRAFT,
+                requested_by=requested_by,
+            )
         except GraphQLError as exc:
             existing = await self.get_service(request.service_identifier, MAIN)
             if existing is None:
@@ -800,26 +812,34 @@ class InfrahubInventory:
         return to_change(await self._change_node(change_id))
 
     async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
-        """Merge as the architect would. The merge runs as a task in Infrahub (tens of seconds), so it
-        is submitted and its state polled; Infrahub puts the change back to ``open`` when checks of
-        its pipeline are unfinished or failed, and the merge is submitted again until the deadline."""
+        """Merge as the architect would, through the state update Infrahub checks against the account's
+        ``merge_proposed_change`` permission (Infrahub 1.11's ``CoreProposedChangeMerge`` mutation
+        does not check it: any account that may edit main could merge). The merge runs as an
+        Infrahub task (tens of seconds) and the state is read back; Infrahub puts the change back to
+        ``open`` when checks of its pipeline are unfinished or failed, and the merge is asked again
+        until the deadline."""
         node = await self._change_node(change_id)
         deadline = time.monotonic() + self.merge_timeout
         delay = 1.0
+        last = ""
         while (state := str(value(node, "state"))) != "merged":
             if state in ("closed", "canceled"):
                 raise ServiceConflict(f"proposed change {change_id} is {state} and cannot be merged")
             if time.monotonic() > deadline:
                 raise ServiceConflict(
                     f"proposed change {change_id} could not be merged within {self.merge_timeout:.0f}s "
-                    f"(still {state}: its checks failed or are still running)"
+                    f"(still {state}: its checks failed or are still running{'; ' + last if last else ''})"
                 )
             if state == "open":
                 try:
-                    await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id})
+                    # Waits for Infrahub's merge task: allow it the whole merge deadline.
+                    await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id}, timeout=self.merge_timeout)
                 except GraphQLError as exc:
-                    if "open state" not in messages(exc).lower():  # merged or closed meanwhile
-                        raise
+                    if "not allowed to merge" in messages(exc).lower():
+                        raise PermissionDenied(f"Infrahub refused: {messages(exc)}") from exc
+                    last = messages(exc)  # checks unfinished or failed, decided meanwhile: read again
+                except InventoryUnavailable as exc:
+                    last = str(exc)  # the merge outlasted the request; it goes on in Infrahub
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5.0)
             node = await self._change_node(change_id)

@@ -75,12 +75,20 @@ class Connection:
         return InventoryUnavailable(f"Infrahub at {self.address} is unreachable: {reason}")
 
     async def gql(
-        self, query: str, variables: dict[str, Any] | None = None, branch: str = "main"
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        branch: str = "main",
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         """Run one GraphQL document (one round trip). GraphQL errors come back as ``GraphQLError``."""
         try:
             data: dict[str, Any] = await self.sdk.execute_graphql(
-                query=query, variables=variables, branch_name=branch
+                query=query,
+                variables=variables,
+                branch_name=branch,
+                timeout=int(timeout) if timeout else None,
             )
         except (ServerNotReachableError, ServerNotResponsiveError, JsonDecodeError) as exc:
             raise self.unavailable(str(exc) or type(exc).__name__) from exc

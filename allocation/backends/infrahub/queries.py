@@ -48,19 +48,25 @@ SERVICE_FIELDS = """
 """
 
 
-# The state's updated_by is the account that merged or closed the change: Infrahub records it.
 PROPOSED_CHANGE_FIELDS = """
   id
   name { value }
   description { value }
   source_branch { value }
-  state { value updated_by { ... on CoreGenericAccount { name { value } } } }
+  state { value }
 """
+# In reads, the account that last set the state: who merged or closed the change (Infrahub records
+# it). Never in a mutation's answer: Infrahub counts every kind a mutation selects as written, and an
+# account kind as account management.
+PROPOSED_CHANGE_READ_FIELDS = PROPOSED_CHANGE_FIELDS.replace(
+    "state { value }", "state { value updated_by { ... on CoreGenericAccount { name { value } } } }"
+)
 
 
 def _expand(text: str) -> str:
     return (
         text.replace("@SERVICE@", SERVICE_FIELDS)
+        .replace("@CHANGE_READ@", PROPOSED_CHANGE_READ_FIELDS)
         .replace("@CHANGE@", PROPOSED_CHANGE_FIELDS)
         .replace("@RESERVATION@", RESERVATION_FIELDS)
     )
@@ -94,13 +100,13 @@ query ServiceCount($status: String, $site: String) {
 }
 """
 
-CREATE_SERVICE = _expand(
-    """
+# Only the id back: a mutation's answer counts as a write of every kind it selects (site, VLAN,
+# interfaces...), which service delivery may not do on main.
+CREATE_SERVICE = """
 mutation CreateService($data: ServiceDedicatedInternetCreateInput!) {
-  ServiceDedicatedInternetCreate(data: $data) { ok object { @SERVICE@ } }
+  ServiceDedicatedInternetCreate(data: $data) { ok object { id } }
 }
 """
-)
 
 UPDATE_SERVICE = """
 mutation UpdateService($data: ServiceDedicatedInternetUpdateInput!) {
@@ -207,7 +213,7 @@ query Utilization($pool: String!) {
 PROPOSED_CHANGES = _expand(
     """
 query ProposedChanges($branch: String!) {
-  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -215,7 +221,7 @@ query ProposedChanges($branch: String!) {
 PROPOSED_CHANGE = _expand(
     """
 query ProposedChange($id: ID!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -236,9 +242,10 @@ mutation CloseChange($id: String!) {
 """
 )
 
+# The state update, not CoreProposedChangeMerge: only this path checks merge_proposed_change.
 MERGE_PROPOSED_CHANGE = """
 mutation MergeChange($id: String!) {
-  CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
+  CoreProposedChangeUpdate(data: {id: $id, state: {value: "merged"}}) { ok }
 }
 """
 
