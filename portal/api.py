@@ -127,7 +127,7 @@ async def modify_service(
     """Change an active service's bandwidth or IP package: a reviewed change, run up to its open
     proposed change (outcome ``waiting``), or ``done`` at once when nothing would change."""
     if body.bandwidth is None and body.ip_package is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="give bandwidth and/or ip_package")
+        raise HTTPException(422, detail="give bandwidth and/or ip_package")
     changes = Changes(bandwidth=body.bandwidth, ip_package=body.ip_package)
     return await _transition("modify", identifier, inventory, settings, changes)
 

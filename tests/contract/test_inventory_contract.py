@@ -8,6 +8,7 @@ from ipaddress import IPv4Interface
 import pytest
 
 from allocation import policy
+from allocation.backends.embedded import EmbeddedInventory
 from allocation.errors import PortTaken, ServiceConflict, UnknownSite
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.inventory import Inventory
@@ -60,9 +61,12 @@ async def test_create_service_is_idempotent_and_identity_is_protected(
     backend: Inventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    await record(backend, identifier)
+    created = await backend.create_service(request(identifier, site=SITE), requested_by="contract-tester")
+    assert created.requested_by == "contract-tester"
     again = await backend.create_service(request(identifier, site=SITE))
     assert again.status is ServiceStatus.DRAFT and again.site == SITE
+    read = await backend.get_service(identifier, MAIN)
+    assert read is not None and read.requested_by == "contract-tester"  # who asked, kept
     with pytest.raises(ServiceConflict):
         await backend.create_service(request(identifier, site=SITE, account="SOMEONE-ELSE"))
 
@@ -200,8 +204,14 @@ async def test_a_closed_change_stays_closed(backend: Inventory, new_id: Callable
     await record(backend, identifier)
     await backend.create_branch(branch)
     change = await backend.open_proposed_change(branch, f"Deliver {identifier}", "contract test")
-    closed = await backend.close_proposed_change(change.id)
+    assert change.decided_by is None
+    closed = await backend.close_proposed_change(change.id, by="contract-architect")
     assert closed.state is ChangeState.CLOSED
+    # Who decided: what the caller says on the file; on Infrahub, the account of the credentials.
+    read = await backend.get_proposed_change(branch)
+    assert read is not None and read.decided_by
+    if isinstance(backend, EmbeddedInventory):
+        assert read.decided_by == "contract-architect"
     with pytest.raises(ServiceConflict):
         await backend.merge_proposed_change(change.id)
     reopened = await backend.open_proposed_change(branch, f"Deliver {identifier}", "second attempt")
