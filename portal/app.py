@@ -104,7 +104,10 @@ class _Sessions:
         if authenticator is None:
             session = session.model_copy(update={"identity": INSECURE_LOCAL})
         elif session.identity is not None:
-            current = await authenticator.current(session.identity)
+            try:
+                current = await authenticator.current(session.identity)
+            except InventoryUnavailable:
+                current = session.identity  # Infrahub down: the request meets it and says so (503)
             session = session.model_copy(update={"identity": current})
         request.state.session = session
         request.state.authenticator = authenticator

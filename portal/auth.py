@@ -24,6 +24,8 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +34,7 @@ import httpx
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from allocation.errors import InventoryUnavailable
 from portal import accounts
 
 COOKIE = "factory_session"
@@ -166,7 +169,7 @@ class InfrahubAccounts:
         self.timeout = timeout
 
     async def login(self, name: str, password: str) -> Identity:
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
+        async with self._http() as http:
             answer = await http.post(
                 f"{self.address}/api/auth/login", json={"username": name, "password": password}
             )
@@ -182,7 +185,7 @@ class InfrahubAccounts:
             return identity
         if identity.refresh_token is None:
             return None
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
+        async with self._http() as http:
             answer = await http.post(
                 f"{self.address}/api/auth/refresh",
                 headers={"Authorization": f"Bearer {identity.refresh_token}"},
@@ -196,11 +199,20 @@ class InfrahubAccounts:
     async def logout(self, identity: Identity) -> None:
         if identity.access_token is None:
             return
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
+        async with self._http() as http:
             await http.post(
                 f"{self.address}/api/auth/logout",
                 headers={"Authorization": f"Bearer {identity.access_token}"},
             )
+
+    @asynccontextmanager
+    async def _http(self) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client to Infrahub; a transport failure is InventoryUnavailable (a 503 page)."""
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as http:
+                yield http
+        except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            raise InventoryUnavailable(f"Infrahub at {self.address} is unreachable: {exc}") from exc
 
     async def _identity(self, http: httpx.AsyncClient, access: str, refresh: str) -> Identity:
         answer = await http.post(

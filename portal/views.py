@@ -153,8 +153,11 @@ async def service_page(
     me: Viewer,
     inventory: InventoryDep,
     asked: Annotated[TransitionName | None, Query(description="the change just asked for")] = None,
+    decided: Annotated[TransitionName | None, Query(description="the transition just decided")] = None,
 ) -> Response:
-    return await _service(request, identifier, inventory, asked=asked)
+    # Only a transition name comes from the URL; what the page says is read from the inventory.
+    notice = f"{decided}: your decision is recorded (see the proposed changes below)" if decided else None
+    return await _service(request, identifier, inventory, asked=asked, notice=notice)
 
 
 @router.post("/services/{identifier}/modify", response_class=HTMLResponse)
@@ -214,7 +217,11 @@ async def _decide(
         return _not_found(request, str(error))
     except AllocationError as error:
         return await _service(request, identifier, inventory, errors={"": str(error)}, status_code=409)
-    return await _service(request, identifier, inventory, notice=f"{result.transition}: {result.message}")
+    # POST-redirect-GET: a reload does not decide again.
+    url = request.url_for("service_page", identifier=identifier).include_query_params(
+        decided=result.transition
+    )
+    return RedirectResponse(str(url), status_code=303)
 
 
 async def _transition(

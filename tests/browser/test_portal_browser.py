@@ -361,7 +361,9 @@ def test_each_role_sees_and_does_what_it_may(page: Page, portal: str, tmp_path: 
     sign_in(page, portal, "archie")
     page.goto(portal + "/services/DIA-0401")
     page.get_by_role("button", name="Merge (approve)").click()
-    expect(page.locator("#notice")).to_contain_text("deliver: DIA-0401 is active")
+    page.wait_for_url(re.compile(r"/services/DIA-0401\?decided=deliver$"))
+    expect(page.locator("#notice")).to_contain_text("deliver: your decision is recorded")
+    expect(page.locator("h1 .status")).to_have_text("active")
     expect(page.locator("#decisions tbody tr").first.locator("td")).to_have_text(
         ["deliver", "dia-0401-deliver", re.compile(r"^\d+$"), "merged", "archie"]
     )

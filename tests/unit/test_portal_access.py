@@ -18,7 +18,7 @@ import pytest
 from allocation.settings import FactorySettings
 from portal import accounts
 from portal.app import NoAccounts, Security, create_app
-from portal.auth import COOKIE, Capability
+from portal.auth import COOKIE, Capability, InfrahubAccounts
 from tests.portal_support import DIA_0042, PASSWORD, Portal, pools, table_rows, text
 from tests.support import ROOT
 
@@ -126,8 +126,10 @@ def test_a_delivery_requested_by_one_account_and_approved_by_another_records_bot
     archie = portal().sign_in("archie")
     page = archie.get("/services/DIA-0042").text
     assert 'id="decide"' in page and 'id="modify-form"' not in page
-    decided = archie.submit("/services/DIA-0042/approve", {})
-    assert decided.status_code == 200 and "deliver: DIA-0042 is active" in text(decided.text)
+    decided = archie.submit("/services/DIA-0042/approve", {}, follow_redirects=False)
+    assert decided.status_code == 303 and decided.headers["location"].endswith(
+        "/services/DIA-0042?decided=deliver"
+    )
 
     page = dora.get("/services/DIA-0042").text
     assert text(re.search(r'id="requested-by">(.*?)<', page).group(1)) == "dora"  # type: ignore[union-attr]
@@ -247,6 +249,13 @@ def test_without_any_account_the_portal_does_not_start(
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
     )  # fmt: skip
     assert exposed.returncode == 1 and "127.0.0.1 only" in exposed.stderr
+
+
+def test_an_unreachable_infrahub_at_sign_in_is_a_503(db: Path) -> None:
+    app = create_app(FactorySettings(backend="embedded"), Security(InfrahubAccounts("http://127.0.0.1:9")))
+    browser = Portal(app, base_url="https://testserver")
+    answer = browser.post("/api/session", json={"username": "otter-delivery", "password": "x"})
+    assert answer.status_code == 503 and "127.0.0.1:9 is unreachable" in answer.json()["detail"]
 
 
 # ---------------------------------------------------------------------- bad input at every door
