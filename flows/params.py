@@ -65,6 +65,10 @@ class ReconcileParams(_Params):
     resume_suspended: bool = Field(
         default=True, description="Resume suspended flow runs whose proposed change is no longer open"
     )
+    branch: str | None = Field(
+        default=None,
+        description="Conclude and resume only the service of this branch (a reviewed proposed change's)",
+    )
 
 
 class Outcome(StrEnum):
