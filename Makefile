@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench infrahub-start infrahub-stop clean
+.PHONY: demo test test-fast lint bench infrahub-start infrahub-stop prefect-start prefect-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not integration and not browser"
+	$(BIN)/pytest -q -m "not integration and not browser and not deployed"
 
-# Lint, then every layer, integration included: scripts/run-tests starts (and afterwards stops)
-# the native Infrahub stack unless one is already running.
+# Lint, then every layer, integration and deployed included: scripts/run-tests starts (and
+# afterwards stops) the native Infrahub stack and the PostgreSQL Prefect stack unless running.
 test: $(STAMP) lint
 	scripts/run-tests
 
@@ -34,6 +34,13 @@ infrahub-start:
 
 infrahub-stop:
 	python3 scripts/infrahub-stack/stack stop
+
+# Production-shaped Prefect: PostgreSQL, the server, the work pool and one worker (README "Production").
+prefect-start: $(STAMP)
+	python3 scripts/prefect-stack/stack start
+
+prefect-stop:
+	python3 scripts/prefect-stack/stack stop
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core --services 1000 --services 10000
