@@ -1,0 +1,251 @@
+"""Infrahub's webhook drives the flows: merging or closing a proposed change in Infrahub makes the
+review event, with the change's branch, arrive at the Prefect server, and reconcile's run is
+created for that branch.
+
+This repository is registered in Infrahub as a read-only repository (its transform and query),
+the two webhooks of ``deployments/webhooks.py`` point at the stack's ``/api/events``, and an
+architect merges one change and closes another through Infrahub's GraphQL. Everything is removed
+afterwards (webhooks, repository, branches; the proposed changes stay, merged and closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from infrahub_sdk import Config, InfrahubClient
+from infrahub_sdk.exceptions import GraphQLError
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun
+
+from allocation.settings import InfrahubSettings
+from deployments import events, webhooks
+from tests.deployed.conftest import RUN, Deployed, eventually, parameters_of, requires_stack
+from tests.integration.conftest import requires_infrahub
+from tests.support import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.deployed, requires_infrahub, requires_stack]
+
+# Infrahub's own task manager, where a webhook becomes an automation (the infrahub-stack env file).
+TASK_MANAGER = os.environ.get("INFRAHUB_STACK_TASK_MANAGER_URL", "http://127.0.0.1:4210/api")
+
+
+def infrahub_client() -> InfrahubClient:
+    settings = InfrahubSettings()
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    # Branch creation and deletion take tens of seconds on a busy shared server.
+    return InfrahubClient(address=settings.address, config=Config(api_token=token, timeout=300))
+
+
+async def gql(client: InfrahubClient, query: str, **variables: Any) -> dict[str, Any]:
+    data: dict[str, Any] = await client.execute_graphql(query=query, variables=variables)
+    return data
+
+
+async def git(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "git", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+
+
+async def register_repository(client: InfrahubClient, origin: Path, name: str) -> str:
+    """This commit as a read-only repository; its id once Infrahub imported the transform."""
+    await git("init", "--quiet", "--bare", str(origin))
+    await git("push", "--quiet", str(origin), "HEAD:refs/heads/main")
+    created = await gql(
+        client,
+        """mutation Register($name: String!, $location: String!) {
+             CoreReadOnlyRepositoryCreate(data: {name: {value: $name}, location: {value: $location},
+                                                 ref: {value: "main"}}) { object { id } }
+           }""",
+        name=name,
+        location=str(origin),
+    )
+    repository: str = created["CoreReadOnlyRepositoryCreate"]["object"]["id"]
+
+    async def imported() -> bool:
+        found = await gql(
+            client,
+            """query Imported($id: ID!, $transform: String!) {
+                 CoreReadOnlyRepository(ids: [$id]) { edges { node { sync_status { value } } } }
+                 CoreTransformPython(name__value: $transform) {
+                   edges { node { repository { node { id } } } }
+                 }
+               }""",
+            id=repository,
+            transform=webhooks.TRANSFORM,
+        )
+        status = found["CoreReadOnlyRepository"]["edges"][0]["node"]["sync_status"]["value"]
+        assert status not in ("error-import", "error"), found
+        transforms = found["CoreTransformPython"]["edges"]
+        return status == "in-sync" and any(
+            t["node"]["repository"]["node"]["id"] == repository for t in transforms
+        )
+
+    await eventually(imported, 300, "the repository imported, with its transform")
+    return repository
+
+
+async def automations_ready(webhook_ids: list[str]) -> None:
+    """Infrahub turns each webhook into an automation of its task manager, asynchronously."""
+    wanted = {f"webhook::{i}" for i in webhook_ids}
+
+    async def all_there() -> bool:
+        async with httpx.AsyncClient(base_url=TASK_MANAGER) as http:
+            response = await http.post("/automations/filter", json={})
+        return wanted <= {a["name"] for a in response.json()}
+
+    await eventually(all_there, 180, "Infrahub's automations for the webhooks")
+
+
+async def open_change(client: InfrahubClient, branch: str) -> str:
+    await gql(
+        client,
+        """mutation Branch($name: String!) {
+             BranchCreate(wait_until_completion: true, data: {name: $name, sync_with_git: false}) { ok }
+           }""",
+        name=branch,
+    )
+    created = await gql(
+        client,
+        """mutation Open($name: String!) {
+             CoreProposedChangeCreate(data: {name: {value: $name}, source_branch: {value: $name},
+                                             destination_branch: {value: "main"}}) { object { id } }
+           }""",
+        name=branch,
+    )
+    change: str = created["CoreProposedChangeCreate"]["object"]["id"]
+    return change
+
+
+async def change_state(client: InfrahubClient, change: str) -> str:
+    found = await gql(
+        client,
+        "query State($id: ID!) { CoreProposedChange(ids: [$id]) { edges { node { state { value } } } } }",
+        id=change,
+    )
+    state: str = found["CoreProposedChange"]["edges"][0]["node"]["state"]["value"]
+    return state
+
+
+async def merge(client: InfrahubClient, change: str) -> None:
+    """As the architect merges in Infrahub; a merge whose checks are still running goes back to
+    open, and is asked again."""
+    deadline = time.monotonic() + 420
+    while (state := await change_state(client, change)) != "merged":
+        assert time.monotonic() < deadline, f"proposed change {change} still {state}"
+        if state == "open":
+            await gql(
+                client,
+                """mutation Merge($id: String!) {
+                     CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
+                   }""",
+                id=change,
+            )
+        await asyncio.sleep(1)
+
+
+async def close(client: InfrahubClient, change: str) -> None:
+    await gql(
+        client,
+        """mutation Close($id: String!) {
+             CoreProposedChangeUpdate(data: {id: $id, state: {value: "closed"}}) { ok }
+           }""",
+        id=change,
+    )
+
+
+async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] | None:
+    """The review event for ``branch`` as the Prefect server recorded it, if it arrived."""
+    query = {
+        "filter": {
+            "event": {"name": [name]},
+            "resource": {"labels": {events.BRANCH_LABEL: [branch]}},
+        },
+        "limit": 5,
+    }
+    async with httpx.AsyncClient(base_url=prefect_api) as http:
+        response = await http.post("/events/filter", json=query)
+    response.raise_for_status()
+    found = response.json()["events"]
+    return dict(found[0]) if found else None
+
+
+async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
+    deployed: Deployed, prefect: PrefectClient, prefect_api: str, tmp_path: Path
+) -> None:
+    client = infrahub_client()
+    prefix = f"service-factory-test-{RUN}"
+    branches = {"merged": f"wh-{RUN}-merged", "closed": f"wh-{RUN}-closed"}
+    repository: str | None = None
+    created: list[str] = []
+    try:
+        repository = await register_repository(
+            client, tmp_path / "service-factory.git", f"service-factory-wh-{RUN}"
+        )
+        webhook_ids = await webhooks.register(client, prefect_api, prefix=prefix)
+        await automations_ready(webhook_ids)
+
+        created.append(branches["merged"])
+        to_merge = await open_change(client, branches["merged"])
+        created.append(branches["closed"])
+        to_close = await open_change(client, branches["closed"])
+        await close(client, to_close)
+        closed_at = time.monotonic()
+        await merge(client, to_merge)
+        merged_at = time.monotonic()
+
+        merged_event = await eventually(
+            lambda: received(prefect_api, events.MERGED, branches["merged"]),
+            180,
+            "the merged event in Prefect",
+        )
+        arrival = {"merged": time.monotonic() - merged_at}
+        closed_event = await eventually(
+            lambda: received(prefect_api, events.CLOSED, branches["closed"]),
+            180,
+            "the closed event in Prefect",
+        )
+        arrival["closed"] = time.monotonic() - closed_at
+        print(f"event seen in Prefect (polled) after: {arrival}")
+
+        assert merged_event["resource"]["prefect.resource.id"] == f"infrahub.proposed_change.{to_merge}"
+        assert merged_event["resource"][events.STATE_LABEL] == "merged"
+        assert merged_event["payload"]["source"] == "infrahub"
+        assert closed_event["resource"][events.ID_LABEL] == to_close
+        assert closed_event["resource"][events.STATE_LABEL] == "closed"
+
+        async def runs_for_both() -> dict[str, FlowRun] | None:
+            runs = {parameters_of(r).get("branch"): r for r in await deployed.runs(prefect, "reconcile")}
+            found = {b: runs[b] for b in branches.values() if b in runs}
+            return found if len(found) == len(branches) else None
+
+        runs = await eventually(runs_for_both, 120, "a reconcile run for each branch")
+        for branch, run in runs.items():
+            assert parameters_of(run) == {"branch": branch}
+    finally:
+        await webhooks.remove(client, prefix=prefix)
+        for branch in created:
+            try:
+                await gql(
+                    client,
+                    """mutation Drop($name: String!) {
+                         BranchDelete(wait_until_completion: true, data: {name: $name}) { ok }
+                       }""",
+                    name=branch,
+                )
+            except GraphQLError as error:  # never created
+                print(f"branch {branch}: {error}")
+        if repository is not None:
+            await gql(
+                client,
+                "mutation Forget($id: String!) { CoreReadOnlyRepositoryDelete(data: {id: $id}) { ok } }",
+                id=repository,
+            )
