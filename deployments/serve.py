@@ -12,10 +12,12 @@ import argparse
 import asyncio
 import importlib
 from datetime import timedelta
+from typing import Any
 
-from prefect import Flow, aserve
+from prefect import Flow
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.runner import Runner
 
 from deployments.catalog import RECONCILE_EVERY, Deployment, EventTrigger, catalog
 
@@ -45,13 +47,31 @@ async def build(reconcile_every: timedelta = RECONCILE_EVERY) -> list[RunnerDepl
                 triggers=[trigger(t) for t in deployment.triggers] or None,
                 concurrency_limit=deployment.concurrency_limit,
                 tags=list(deployment.tags),
+                paused=False,  # the runner pauses the schedules when it stops: serving again resumes them
             )
         )
     return built
 
 
+class ServeRunner(Runner):
+    """Prefect's runner, stopping on SIGTERM as it does on Ctrl-C. Its own SIGTERM handler calls
+    the async ``stop`` from the event loop's thread without awaiting it ("coroutine
+    'Runner.astop' was never awaited") and exits on the spot."""
+
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        self._logger.info("SIGTERM received, stopping")
+        loop = asyncio.get_running_loop()
+        # From a signal handler: schedule the stop through the loop's wake-up pipe.
+        loop.call_soon_threadsafe(lambda: setattr(self, "_stop_task", loop.create_task(self.astop())))
+
+
 async def main(reconcile_every: timedelta = RECONCILE_EVERY) -> None:
-    await aserve(*await build(reconcile_every))
+    # As `prefect.aserve`, whose runner pauses the deployments' schedules when it stops.
+    runner = ServeRunner(pause_on_shutdown=True)
+    for deployment in await build(reconcile_every):
+        await runner.aadd_deployment(deployment)
+        print(f"serving {deployment.name}")
+    await runner.start()
 
 
 if __name__ == "__main__":
