@@ -56,7 +56,7 @@ async def git(*args: str) -> None:
 
 
 async def register_repository(client: InfrahubClient, origin: Path, name: str) -> str:
-    """This commit as a read-only repository; its id once Infrahub imported the transform."""
+    """This commit as a read-only repository (the worker clones it from a local bare copy)."""
     await git("init", "--quiet", "--bare", str(origin))
     await git("push", "--quiet", str(origin), "HEAD:refs/heads/main")
     created = await gql(
@@ -69,8 +69,13 @@ async def register_repository(client: InfrahubClient, origin: Path, name: str) -
         location=str(origin),
     )
     repository: str = created["CoreReadOnlyRepositoryCreate"]["object"]["id"]
+    return repository
 
-    async def imported() -> bool:
+
+async def imported(client: InfrahubClient, repository: str) -> None:
+    """Infrahub's worker cloned the repository and imported its transform."""
+
+    async def transform_there() -> bool:
         found = await gql(
             client,
             """query Imported($id: ID!, $transform: String!) {
@@ -89,8 +94,7 @@ async def register_repository(client: InfrahubClient, origin: Path, name: str) -
             t["node"]["repository"]["node"]["id"] == repository for t in transforms
         )
 
-    await eventually(imported, 300, "the repository imported, with its transform")
-    return repository
+    await eventually(transform_there, 300, "the repository imported, with its transform")
 
 
 async def automations_ready(webhook_ids: list[str]) -> None:
@@ -190,6 +194,7 @@ async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
         repository = await register_repository(
             client, tmp_path / "service-factory.git", f"service-factory-wh-{RUN}"
         )
+        await imported(client, repository)
         webhook_ids = await webhooks.register(client, prefect_api, prefix=prefix)
         await automations_ready(webhook_ids)
 
