@@ -2,9 +2,10 @@
 review event, with the change's branch, arrive at the Prefect server, and reconcile's run is
 created for that branch.
 
-This repository is registered in Infrahub as a read-only repository (its transform and query),
-the two webhooks of ``deployments/webhooks.py`` point at the stack's ``/api/events``, and an
-architect merges one change and closes another through Infrahub's GraphQL. Everything is removed
+This repository is registered in Infrahub as a read-only repository (its transform and query;
+``webhook_checkout`` says why only those), the two webhooks of ``deployments/webhooks.py`` point
+at the stack's ``/api/events``, and an architect merges one change and closes another through
+Infrahub's GraphQL. Everything is removed
 afterwards (webhooks, repository, branches; the proposed changes stay, merged and closed).
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from infrahub_sdk import Config, InfrahubClient
 from infrahub_sdk.exceptions import GraphQLError
 from prefect.client.orchestration import PrefectClient
@@ -25,6 +27,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from allocation.settings import InfrahubSettings
 from deployments import events, webhooks
+from deployments.infrahub_transform import ProposedChangeToPrefect
 from tests.deployed.conftest import RUN, Deployed, eventually, parameters_of, requires_stack
 from tests.integration.conftest import requires_infrahub
 from tests.support import ROOT
@@ -47,18 +50,51 @@ async def gql(client: InfrahubClient, query: str, **variables: Any) -> dict[str,
     return data
 
 
-async def git(*args: str) -> None:
+async def git(*args: str, cwd: Path = ROOT) -> None:
     process = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        "git", *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await process.communicate()
     assert process.returncode == 0, out.decode()
 
 
+async def webhook_checkout(folder: Path, origin: Path) -> None:
+    """This commit's files, with an ``.infrahub.yml`` of the webhook's part only (its query and
+    transform, as the real file declares them), pushed to a bare ``origin``. The test is about the
+    webhook: it leaves the shared Infrahub's schema and generators alone (another checkout may
+    have loaded a newer schema, which an older one's import cannot replace)."""
+    await git("init", "--quiet", str(folder))
+    archive = await asyncio.create_subprocess_exec(
+        "sh", "-c", f"git archive HEAD | tar -x -C {folder}", cwd=ROOT
+    )
+    assert await archive.wait() == 0
+    config = yaml.safe_load((folder / ".infrahub.yml").read_text())
+    transforms = [t for t in config["python_transforms"] if t["name"] == webhooks.TRANSFORM]
+    queries = [q for q in config["queries"] if q["name"] in {ProposedChangeToPrefect.query}]
+    assert transforms and queries, config
+    (folder / ".infrahub.yml").write_text(
+        yaml.safe_dump({"queries": queries, "python_transforms": transforms})
+    )
+    for args in (
+        ("add", "-A"),
+        (
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.invalid",
+            "commit",
+            "--quiet",
+            "-m",
+            "webhook",
+        ),
+        ("init", "--quiet", "--bare", str(origin)),
+        ("push", "--quiet", str(origin), "HEAD:refs/heads/main"),
+    ):
+        await git(*args, cwd=folder)
+
+
 async def register_repository(client: InfrahubClient, origin: Path, name: str) -> str:
-    """This commit as a read-only repository (the worker clones it from a local bare copy)."""
-    await git("init", "--quiet", "--bare", str(origin))
-    await git("push", "--quiet", str(origin), "HEAD:refs/heads/main")
+    """A read-only repository (Infrahub's worker clones it from the local bare ``origin``)."""
     created = await gql(
         client,
         """mutation Register($name: String!, $location: String!) {
@@ -191,6 +227,7 @@ async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
     repository: str | None = None
     created: list[str] = []
     try:
+        await webhook_checkout(tmp_path / "checkout", tmp_path / "service-factory.git")
         repository = await register_repository(
             client, tmp_path / "service-factory.git", f"service-factory-wh-{RUN}"
         )
