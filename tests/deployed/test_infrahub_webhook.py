@@ -185,13 +185,20 @@ async def merge(client: InfrahubClient, change: str) -> None:
     while (state := await change_state(client, change)) != "merged":
         assert time.monotonic() < deadline, f"proposed change {change} still {state}"
         if state == "open":
-            await gql(
-                client,
-                """mutation Merge($id: String!) {
-                     CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
-                   }""",
-                id=change,
-            )
+            try:
+                await gql(
+                    client,
+                    """mutation Merge($id: String!) {
+                         CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
+                       }""",
+                    id=change,
+                )
+            except GraphQLError as error:
+                # Infrahub could not start its merge task (its task manager answered 503 when
+                # busy): the change stays open, and the architect asks again.
+                if "Service Unavailable" not in str(error):
+                    raise
+                await asyncio.sleep(5)
         await asyncio.sleep(1)
 
 
