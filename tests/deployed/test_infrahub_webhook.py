@@ -133,7 +133,7 @@ async def imported(client: InfrahubClient, repository: str) -> None:
     await eventually(transform_there, 300, "the repository imported, with its transform")
 
 
-async def automations_ready(webhook_ids: list[str]) -> None:
+async def automations_ready(client: InfrahubClient, webhook_ids: list[str]) -> None:
     """Infrahub turns each webhook into an automation of its task manager, asynchronously."""
     wanted = {f"webhook::{i}" for i in webhook_ids}
 
@@ -143,9 +143,27 @@ async def automations_ready(webhook_ids: list[str]) -> None:
             response = await http.post("/automations/filter", json=query)
         return wanted <= {a["name"] for a in response.json()}
 
-    # Minutes when Infrahub's task manager is busy: its automations lagged 3 min behind its events
-    # (over 1,300 automations, every test branch adds some).
-    await eventually(all_there, 420, "Infrahub's automations for the webhooks")
+    for attempt in range(1, 4):
+        try:
+            # Minutes when Infrahub's task manager is busy: its automations lagged 3 min behind
+            # its events (it holds over 1,300 automations; every test branch adds some).
+            await eventually(all_there, 180, "Infrahub's automations for the webhooks")
+            return
+        except AssertionError:
+            if attempt == 3:
+                raise
+        # The stack's task manager (SQLite) answers 503 when busy, and Infrahub's automation then
+        # drops the configure run (seen: "Unexpected status from 'run-deployment' action: 503").
+        # An update of the webhook asks for the configuration again.
+        for webhook in webhook_ids:
+            await gql(
+                client,
+                """mutation Touch($id: String!, $description: String!) {
+                     CoreCustomWebhookUpdate(data: {id: $id, description: {value: $description}}) { ok }
+                   }""",
+                id=webhook,
+                description=f"configured again ({attempt})",
+            )
 
 
 async def open_change(client: InfrahubClient, branch: str) -> str:
@@ -243,7 +261,7 @@ async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
         )
         await imported(client, repository)
         webhook_ids = await webhooks.register(client, prefect_api, prefix=prefix)
-        await automations_ready(webhook_ids)
+        await automations_ready(client, webhook_ids)
 
         created.append(branches["merged"])
         to_merge = await open_change(client, branches["merged"])
