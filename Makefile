@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow mutate lint bench infrahub-start infrahub-stop clean
+.PHONY: demo demo-stop test test-fast test-slow mutate lint bench infrahub-start infrahub-stop prefect-start prefect-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not integration and not browser"
+	$(BIN)/pytest -q -m "not integration and not browser and not deployed"
 
 # The exhaustive property runs (random examples, thousands of them): minutes, not part of test-fast.
 test-slow: $(STAMP)
@@ -34,8 +34,8 @@ mutate: $(STAMP)
 	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
 	$(BIN)/python scripts/mutation-score
 
-# Lint, then every layer, integration included: scripts/run-tests starts (and afterwards stops)
-# the native Infrahub stack unless one is already running.
+# Lint, then every layer, integration and deployed included: scripts/run-tests starts (and
+# afterwards stops) the native Infrahub stack and the PostgreSQL Prefect stack unless running.
 test: $(STAMP) lint
 	scripts/run-tests
 
@@ -45,6 +45,13 @@ infrahub-start:
 
 infrahub-stop:
 	python3 scripts/infrahub-stack/stack stop
+
+# Production-shaped Prefect: PostgreSQL, the server, the work pool and one worker (README "Production").
+prefect-start: $(STAMP)
+	python3 scripts/prefect-stack/stack start
+
+prefect-stop:
+	python3 scripts/prefect-stack/stack stop
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core --services 1000 --services 10000
