@@ -13,9 +13,9 @@ Deployments:
   parameters are pydantic models, so the UI renders a form) or the API;
 - ``deliver`` also runs on ``factory.service.requested`` (emitted by the ``request`` deployment)
   for the service named in the event;
-- ``reconcile`` runs on every reviewed proposed change (``deployments/events.py``: merged or
-  closed, from Infrahub's webhook or ``factory approve|reject``) for that change's branch, and every
-  5 minutes for everything (the safety net), one run at a time.
+- ``reconcile/on-review`` runs on every reviewed proposed change (``deployments/events.py``: merged
+  or closed, from Infrahub's webhook or ``factory approve|reject``) for that change's branch;
+- ``reconcile/reconcile`` runs every 5 minutes for everything (the safety net), one run at a time.
 """
 
 from __future__ import annotations
@@ -111,9 +111,16 @@ def catalog(reconcile_every: timedelta = RECONCILE_EVERY) -> list[Deployment]:
         Deployment(
             name="reconcile",
             entrypoint="flows/reconcile.py:reconcile",
-            description="Finish reviewed transitions, resume suspended runs, report leaks",
+            description="The safety net: finish every reviewed transition, resume suspended runs, report leaks",
             interval=reconcile_every,
-            triggers=(RECONCILE_ON_REVIEW,),
             concurrency_limit=1,
+        ),
+        # The same flow for one branch, on each review event: not queued behind the sweep or behind
+        # each other (each touches one service; concluding is idempotent).
+        Deployment(
+            name="on-review",
+            entrypoint="flows/reconcile.py:reconcile",
+            description="Finish the transition of a merged or closed proposed change's branch, resume its run",
+            triggers=(RECONCILE_ON_REVIEW,),
         ),
     ]

@@ -18,8 +18,10 @@ from prefect import Flow
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.runner import Runner
+from prefect.utilities.callables import ParameterSchema
 
 from deployments.catalog import RECONCILE_EVERY, Deployment, EventTrigger, catalog
+from deployments.forms import form_schema, known_sites
 
 
 def flow_of(deployment: Deployment) -> Flow[..., object]:
@@ -35,21 +37,30 @@ def trigger(spec: EventTrigger) -> DeploymentEventTrigger:
     )
 
 
-async def build(reconcile_every: timedelta = RECONCILE_EVERY) -> list[RunnerDeployment]:
+async def build(
+    reconcile_every: timedelta = RECONCILE_EVERY, sites: list[str] | None = None
+) -> list[RunnerDeployment]:
+    """The catalog's deployments, with the forms of deployments/forms.py (sites read from the inventory
+    unless given)."""
+    sites = sites if sites is not None else await known_sites()
     built = []
     for deployment in catalog(reconcile_every):
-        built.append(
-            await flow_of(deployment).ato_deployment(
-                deployment.name,
-                description=deployment.description,
-                parameters=dict(deployment.parameters) or None,
-                interval=deployment.interval,
-                triggers=[trigger(t) for t in deployment.triggers] or None,
-                concurrency_limit=deployment.concurrency_limit,
-                tags=list(deployment.tags),
-                paused=False,  # the runner pauses the schedules when it stops: serving again resumes them
-            )
+        flow = flow_of(deployment)
+        runner_deployment = await flow.ato_deployment(
+            deployment.name,
+            description=deployment.description,
+            parameters=dict(deployment.parameters) or None,
+            interval=deployment.interval,
+            triggers=[trigger(t) for t in deployment.triggers] or None,
+            concurrency_limit=deployment.concurrency_limit,
+            tags=list(deployment.tags),
+            paused=False,  # the runner pauses the schedules when it stops: serving again resumes them
+            enforce_parameter_schema=True,
         )
+        runner_deployment._parameter_openapi_schema = ParameterSchema(
+            **form_schema(flow.parameters.model_dump(), sites)
+        )
+        built.append(runner_deployment)
     return built
 
 

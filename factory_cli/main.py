@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -281,15 +281,26 @@ def _decide(identifier: str, db: Path | None, decision: architect.Decision) -> s
 
     async def work(inventory: Inventory) -> str:
         decided = await architect.decide(service, decision, inventory, by=_who())
-        if os.environ.get("PREFECT_API_URL"):
-            from flows.events import announce_decision
-
-            await announce_decision(
-                decided.branch, "merged" if decision == "merge" else "closed", decided.proposed_change
+        api = os.environ.get("PREFECT_API_URL")
+        if api and decided.branch and decided.proposed_change:
+            # What Infrahub's webhook sends when an architect decides there: the reconcile
+            # deployment's trigger resumes the run waiting on this branch.
+            await _announce(
+                api, decided.branch, "merged" if decision == "merge" else "closed", decided.proposed_change
             )
         return f"{decided.transition} of {service}: {decided.outcome.value} ({decided.message})"
 
     return run(db, work)
+
+
+async def _announce(api: str, branch: str, state: Literal["merged", "closed"], change_id: str) -> None:
+    import httpx
+
+    from deployments.events import proposed_change_event
+
+    event = proposed_change_event(branch, state, change_id, source="factory")
+    async with httpx.AsyncClient(timeout=10) as client:
+        (await client.post(f"{api.rstrip('/')}/events", json=[event])).raise_for_status()
 
 
 def _who() -> str:

@@ -312,7 +312,7 @@ async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
         assert closed_event["resource"][events.STATE_LABEL] == "closed"
 
         async def runs_for_both() -> dict[str, FlowRun] | None:
-            runs = {parameters_of(r).get("branch"): r for r in await deployed.runs(prefect, "reconcile")}
+            runs = {parameters_of(r).get("branch"): r for r in await deployed.runs(prefect, "on-review")}
             found = {b: runs[b] for b in branches.values() if b in runs}
             return found if len(found) == len(branches) else None
 

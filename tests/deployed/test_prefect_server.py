@@ -66,7 +66,7 @@ async def test_a_review_event_runs_reconcile_for_its_branch(
     assert response.status_code == 204, response.text
 
     async def one_run_per_branch() -> dict[str, FlowRun] | None:
-        runs = {parameters_of(r).get("branch"): r for r in await deployed.runs(prefect, "reconcile")}
+        runs = {parameters_of(r).get("branch"): r for r in await deployed.runs(prefect, "on-review")}
         found = {b: runs[b] for b in branches.values() if b in runs}
         return found if len(found) == len(branches) else None
 

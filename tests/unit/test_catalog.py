@@ -20,7 +20,7 @@ def test_the_checked_in_prefect_yaml_is_the_render_of_the_catalog() -> None:
 def test_prefect_yaml_puts_every_flow_on_the_work_pool() -> None:
     document = yaml.safe_load(render())
     deployments = {d["name"]: d for d in document["deployments"]}
-    assert set(deployments) == {"request", "deliver", "modify", "decommission", "reconcile"}
+    assert set(deployments) == {"request", "deliver", "modify", "decommission", "reconcile", "on-review"}
     assert {d["work_pool"]["name"] for d in deployments.values()} == {WORK_POOL}
     # Each worker resolves the checkout's folder on its own machine.
     assert document["pull"] == [
@@ -28,7 +28,10 @@ def test_prefect_yaml_puts_every_flow_on_the_work_pool() -> None:
     ]
     reconcile = deployments["reconcile"]
     assert reconcile["schedules"] == [{"interval": 300.0}] and reconcile["concurrency_limit"] == 1
-    (trigger,) = reconcile["triggers"]
+    assert reconcile["triggers"] == []
+    on_review = deployments["on-review"]
+    assert on_review["entrypoint"] == reconcile["entrypoint"] and on_review["concurrency_limit"] is None
+    (trigger,) = on_review["triggers"]
     assert set(trigger["expect"]) == {events.MERGED, events.CLOSED}
     assert trigger["parameters"] == {
         "params": {"branch": "{{ event.resource['infrahub.proposed_change.branch'] }}"}
@@ -39,7 +42,7 @@ def test_prefect_yaml_puts_every_flow_on_the_work_pool() -> None:
 def test_every_entrypoint_is_a_flow_of_that_name() -> None:
     for deployment in catalog():
         flow = flow_of(deployment)
-        assert isinstance(flow, Flow) and flow.name == deployment.name
+        assert isinstance(flow, Flow) and flow.name == deployment.function
 
 
 def test_a_copy_for_tests_has_its_own_names_interval_and_job_variables() -> None:
@@ -52,10 +55,22 @@ def test_a_copy_for_tests_has_its_own_names_interval_and_job_variables() -> None
 
 
 async def test_serve_builds_the_same_deployments() -> None:
-    built = {d.name: d for d in await build(reconcile_every=timedelta(seconds=30))}
+    built = {d.name: d for d in await build(reconcile_every=timedelta(seconds=30), sites=["par01"])}
     for deployment in catalog():
         served = built[deployment.name]
         assert served.description == deployment.description
         assert served.concurrency_limit == deployment.concurrency_limit
         assert [t.expect for t in served.triggers] == [set(t.expect) for t in deployment.triggers]  # type: ignore[union-attr]
     assert [s.schedule.interval for s in built["reconcile"].schedules] == [timedelta(seconds=30)]  # type: ignore[union-attr]
+
+
+def test_a_deployment_form_offers_the_sites_and_leaves_out_what_only_local_runs_use() -> None:
+    from deployments.forms import form_schema
+    from flows.deliver import deliver
+    from flows.request import request
+
+    form = form_schema(request.parameters.model_dump(), ["par01", "ams01"])
+    assert form["definitions"]["ServiceRequest"]["properties"]["site"]["enum"] == ["ams01", "par01"]
+    deliver_form = form_schema(deliver.parameters.model_dump(), ["par01"])
+    assert set(deliver_form["properties"]) == {"params"}
+    assert "local_wait" in deliver.parameters.model_dump()["properties"]  # the flow itself keeps it
