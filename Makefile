@@ -12,8 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo lifecycle on the embedded inventory, every transition a Prefect flow on one local Prefect
+# server (SQLite; started on first use, reused afterwards, left running for a look at its UI).
 demo: $(STAMP)
-	$(BIN)/factory demo
+	python3 scripts/prefect-stack/stack start --db sqlite --workers 0
+	. .prefect-stack/env && $(BIN)/factory demo
+
+demo-stop:
+	python3 scripts/prefect-stack/stack stop
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache .
