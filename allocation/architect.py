@@ -22,13 +22,16 @@ from allocation.transitions import Transition, underway
 Decision = Literal["merge", "close"]
 
 
-async def decide(identifier: str, decision: Decision, inventory: Inventory) -> TransitionResult:
-    """Merge or close the open proposed change of the service's transition, then conclude it."""
+async def decide(
+    identifier: str, decision: Decision, inventory: Inventory, *, by: str | None = None
+) -> TransitionResult:
+    """Merge or close the open proposed change of the service's transition, then conclude it;
+    ``by`` names who decided where the inventory cannot tell (the embedded file)."""
     service = await read_service(inventory, identifier, MAIN)
     found = await underway(service, inventory)
     if found is None or found.change is None or found.change.state is not ChangeState.OPEN:
         raise AllocationError(f"{identifier} has no proposed change waiting for review")
-    await _apply(found.change, decision, inventory)
+    await _apply(found.change, decision, inventory, by)
     work = Work(identifier, found.transition, inventory, branch=found.branch)
     return await result(await settle(work))
 
@@ -41,6 +44,7 @@ async def when_open(
     *,
     first_seconds: float = 0.02,
     ceiling_seconds: float = 2.0,
+    by: str | None = None,
 ) -> ProposedChange:
     """Wait for the transition's proposed change to open, then merge (or close) it: the architect
     beside a run (``--auto-approve``). Polls fast on the embedded file, gently on Infrahub."""
@@ -48,12 +52,14 @@ async def when_open(
     while True:
         attempt = await attempts.latest(identifier, transition.name, inventory)
         if attempt.change is not None and attempt.change.state is ChangeState.OPEN:
-            return await _apply(attempt.change, decision, inventory)
+            return await _apply(attempt.change, decision, inventory, by)
         await asyncio.sleep(delay)
         delay = min(delay * 2, ceiling_seconds)
 
 
-async def _apply(change: ProposedChange, decision: Decision, inventory: Inventory) -> ProposedChange:
+async def _apply(
+    change: ProposedChange, decision: Decision, inventory: Inventory, by: str | None
+) -> ProposedChange:
     if decision == "merge":
-        return await inventory.merge_proposed_change(change.id)
-    return await inventory.close_proposed_change(change.id)
+        return await inventory.merge_proposed_change(change.id, by=by)
+    return await inventory.close_proposed_change(change.id, by=by)

@@ -57,6 +57,14 @@ class NotAsReviewed(AllocationError):
     """What reached main after a merge is not the plan the proposed change was opened for."""
 
 
+class PermissionDenied(AllocationError):
+    """The source of truth refused the account this action (Infrahub's permissions)."""
+
+
+class Unauthenticated(AllocationError):
+    """The source of truth no longer accepts the credentials (an expired or revoked token)."""
+
+
 class PortTaken(Exception):
     """A port was claimed by someone else between plan and apply. Internal: the core re-plans."""
 

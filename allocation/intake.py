@@ -49,24 +49,28 @@ def refuse_if_other(existing: Service, request: ServiceRequest) -> None:
     raise ServiceConflict(f"{existing.service_identifier} exists already ({existing.status.value}: {held})")
 
 
-async def record(request: ServiceRequest, inventory: Inventory) -> tuple[Service, bool]:
-    """Record the request as a draft on main; (service, whether this call created it)."""
+async def record(
+    request: ServiceRequest, inventory: Inventory, *, requested_by: str | None = None
+) -> tuple[Service, bool]:
+    """Record the request as a draft on main, with who asked; (service, whether this call created it)."""
     existing = await inventory.get_service(request.service_identifier, MAIN)
     if existing is not None:
         refuse_if_other(existing, request)
         return existing, False
     await core.plan(request, inventory)
-    return await inventory.create_service(request), True
+    return await inventory.create_service(request, requested_by=requested_by), True
 
 
 async def request_and_deliver(
     request: ServiceRequest,
     inventory: Inventory,
     deliver: Callable[[str], Awaitable[TransitionResult]],
+    *,
+    requested_by: str | None = None,
 ) -> TransitionResult:
     """Record the request and deliver it up to its proposed change (or through it). A delivery refused
     for lack of a resource (a race lost since the check) withdraws the draft this call recorded."""
-    service, created = await record(request, inventory)
+    service, created = await record(request, inventory, requested_by=requested_by)
     try:
         return await deliver(service.service_identifier)
     except AllocationError:

@@ -9,19 +9,20 @@ at all, or through the Prefect server PREFECT_API_URL names (flows/submit.py).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from allocation import architect, intake, runner
+from allocation import architect, history, intake, runner
 from allocation.config import render_configs
 from allocation.errors import AllocationError, InventoryUnavailable
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, field_messages
@@ -198,7 +199,7 @@ def request(
                 "deliver", service, inventory, wait_seconds=wait or 0, auto_approve=auto_approve
             )
 
-        return await intake.request_and_deliver(service_request, inventory, deliver)
+        return await intake.request_and_deliver(service_request, inventory, deliver, requested_by=_who())
 
     _report(_spinning(f"delivering {service_request.service_identifier}...", db, work))
 
@@ -280,16 +281,33 @@ def _decide(identifier: str, db: Path | None, decision: architect.Decision) -> s
     service = _identifier(identifier)
 
     async def work(inventory: Inventory) -> str:
-        decided = await architect.decide(service, decision, inventory)
-        if os.environ.get("PREFECT_API_URL"):
-            from flows.events import announce_decision
-
-            await announce_decision(
-                decided.branch, "merged" if decision == "merge" else "closed", decided.proposed_change
+        decided = await architect.decide(service, decision, inventory, by=_who())
+        api = os.environ.get("PREFECT_API_URL")
+        if api and decided.branch and decided.proposed_change:
+            # What Infrahub's webhook sends when an architect decides there: the reconcile
+            # deployment's trigger resumes the run waiting on this branch.
+            await _announce(
+                api, decided.branch, "merged" if decision == "merge" else "closed", decided.proposed_change
             )
         return f"{decided.transition} of {service}: {decided.outcome.value} ({decided.message})"
 
     return run(db, work)
+
+
+async def _announce(api: str, branch: str, state: Literal["merged", "closed"], change_id: str) -> None:
+    import httpx
+
+    from deployments.events import proposed_change_event
+
+    event = proposed_change_event(branch, state, change_id, source="factory")
+    async with httpx.AsyncClient(timeout=10) as client:
+        (await client.post(f"{api.rstrip('/')}/events", json=[event])).raise_for_status()
+
+
+def _who() -> str:
+    """Who runs the command, as recorded with a request or a decision on the embedded file (Infrahub
+    records the account of the API token instead)."""
+    return os.environ.get("FACTORY_USER") or getpass.getuser()
 
 
 @app.command("list")
@@ -315,7 +333,7 @@ def show(identifier: str, config: ConfigOption = False, db: DbOption = None) -> 
     """One service, its resources and the proposed change it waits on."""
     service_id = _identifier(identifier)
 
-    async def work(inventory: Inventory) -> tuple[Any, Any, Any]:
+    async def work(inventory: Inventory) -> tuple[Any, Any, Any, Any]:
         service = await read_service(inventory, service_id)
         found = await underway(service, inventory)
         proposed = None
@@ -326,10 +344,13 @@ def show(identifier: str, config: ConfigOption = False, db: DbOption = None) -> 
             and found.change.state is ChangeState.OPEN
         ):
             proposed = await read_service(inventory, service_id, found.branch)
-        return service, found, proposed
+        return service, found, proposed, await history.decisions(service_id, inventory)
 
-    service, found, proposed = run(db, work)
+    service, found, proposed, decisions = run(db, work)
     console.print(render.services_table([service], title=service.service_identifier))
+    console.print(f"requested by {service.requested_by or 'unknown'}", markup=False)
+    if decisions:
+        console.print(render.decisions_table(decisions))
     if config:
         _print_configs(render_configs(service), "on main")
     if found is not None and found.change is not None:
@@ -388,6 +409,65 @@ def _report(result: TransitionResult) -> None:
             )
     if result.resources is not None:
         console.print(render.handover_table(result.service_identifier, result.resources))
+
+
+accounts_app = typer.Typer(
+    no_args_is_help=True, help="The portal's local accounts (embedded backend; on Infrahub, Infrahub's own)."
+)
+app.add_typer(accounts_app, name="accounts")
+AccountsFile = Annotated[
+    Path | None,
+    typer.Option("--file", help="accounts file (default: FACTORY_ACCOUNTS or ~/.local/share/...)"),
+]
+
+
+@accounts_app.command("add")
+def accounts_add(
+    name: str,
+    role: Annotated[list[str], typer.Option("--role", help="delivery, architect or viewer (repeatable)")],
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+    file: AccountsFile = None,
+) -> None:
+    """Create an account (or give an existing one a new password and roles)."""
+    from portal import accounts
+
+    try:
+        roles = [accounts.Role(r) for r in role]
+    except ValueError:
+        raise refuse(f"unknown role in {role}: choose {', '.join(r.value for r in accounts.Role)}") from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    path = file or accounts.path_from_env()
+    try:
+        account = accounts.add(path, name, password, roles)
+    except accounts.AccountError as error:
+        raise refuse(str(error)) from None
+    console.print(f"{account.name}: {', '.join(r.value for r in account.roles)} in {path}", markup=False)
+
+
+@accounts_app.command("list")
+def accounts_list(file: AccountsFile = None) -> None:
+    """Every account and its roles (never a password or a hash)."""
+    from portal import accounts
+
+    path = file or accounts.path_from_env()
+    found = accounts.load(path)
+    if not found:
+        console.print(f"no account in {path}", markup=False)
+    for account in found.values():
+        console.print(f"{account.name}: {', '.join(r.value for r in account.roles)}", markup=False)
+
+
+@accounts_app.command("remove")
+def accounts_remove(name: str, file: AccountsFile = None) -> None:
+    """Remove an account: its sessions end at their next request."""
+    from portal import accounts
+
+    if not accounts.remove(file or accounts.path_from_env(), name):
+        raise refuse(f"no account {name!r}")
+    console.print(f"{name} removed", markup=False)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,16 @@ def ports_table(ports: list[PortUsage]) -> Table:
     return table
 
 
+def decisions_table(decisions: list[Any]) -> Table:
+    """Every proposed change of a service and who decided it (allocation.history.Decision)."""
+    table = Table(title="Proposed changes")
+    for column in ("transition", "branch", "change", "state", "decided by"):
+        table.add_column(column)
+    for d in decisions:
+        table.add_row(d.transition, d.branch, d.change.id, d.change.state.value, d.decided_by or "-")
+    return table
+
+
 def handover_table(identifier: str, handover: Any) -> Table:
     """What service delivery hands to the customer (flows.Handover)."""
     table = Table(title=f"{identifier}: handover", show_header=False)

@@ -8,6 +8,7 @@ Infrahub event or reconciliation resumes it) or polls in a run without a deploym
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -19,7 +20,14 @@ from prefect import Task, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import State, TaskRun
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterName,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, State, StateType, TaskRun
 from prefect.context import FlowRunContext
 from prefect.flow_runs import asuspend_flow_run
 from prefect.runtime import flow_run
@@ -28,10 +36,10 @@ from prefect.utilities.annotations import quote
 from allocation.errors import InventoryUnavailable
 from allocation.inventory import Inventory
 from allocation.model import ChangeState
-from allocation.results import TransitionResult
+from allocation.results import Outcome, TransitionResult
 from allocation.runner import Poll, Wait, result, run
 from allocation.settings import open_inventory
-from allocation.steps import Changes, Step, Work
+from allocation.steps import Changes, Step, Work, read_service
 from allocation.transitions import Transition
 from flows.params import LocalWait
 
@@ -128,6 +136,7 @@ def decision_wait(local: LocalWait) -> Wait:
         if change is not None and change.state is not ChangeState.OPEN:
             return
         count = 1 + max((n for b, n in await _suspensions() if b == work.on_branch), default=0)
+        _suspension_is_not_an_error()
         get_run_logger().info(
             "Proposed change %s of %s is open for review: this run is suspended (no process held) "
             "until it is merged or closed",
@@ -137,6 +146,22 @@ def decision_wait(local: LocalWait) -> Wait:
         await asuspend_flow_run(key=pause_key(work.on_branch, count), timeout=SUSPEND_TIMEOUT_SECONDS)
 
     return wait
+
+
+class _SuspendedIsInfo(logging.Filter):
+    """Prefect's engine logs every final state but Completed as an error, a suspension included;
+    waiting for a review is the normal course of a deployed run, so its line is an INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("Finished in state Suspended"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _suspension_is_not_an_error() -> None:
+    logger = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, _SuspendedIsInfo) for f in logger.filters):
+        logger.addFilter(_SuspendedIsInfo())
 
 
 # ---------------------------------------------------------------------- the flow bodies
@@ -168,12 +193,55 @@ async def run_transition(
     transition: Transition, identifier: str, changes: Changes, local: LocalWait | None
 ) -> TransitionResult:
     """The body of every lifecycle flow: the declaration in the core's frame, steps as tasks."""
+    branch = await resumed_branch()
+    if branch is None and (earlier := await _earlier_run(transition, identifier)) is not None:
+        return await _handled_by(earlier, transition, identifier)
     async with inventory_session() as inventory:
-        work = Work(identifier, transition, inventory, changes, branch=await resumed_branch())
+        work = Work(identifier, transition, inventory, changes, branch=branch)
         work = await run(work, execute=execute, wait=decision_wait(local or LocalWait()))
         outcome = await result(work)
     await publish(outcome)
     return outcome
+
+
+async def _earlier_run(transition: Transition, identifier: str) -> FlowRun | None:
+    """A deployed run of the same transition for the same service, started earlier and not finished
+    (running, or suspended while its change is reviewed). A retried API call or a repeated event
+    then ends at once instead of doing the transition a second time beside it."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or not _deployed():
+        return None
+    me = context.flow_run
+    active = FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PAUSED])
+    same = FlowRunFilter(
+        name=FlowRunFilterName(any_=[f"{transition.name} {identifier}"]),
+        state=FlowRunFilterState(type=active),
+        deployment_id=FlowRunFilterDeploymentId(any_=[me.deployment_id]) if me.deployment_id else None,
+    )
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=same)
+    earlier = [
+        r for r in runs if r.id != me.id and (r.created or me.created, str(r.id)) < (me.created, str(me.id))
+    ]
+    return min(earlier, key=lambda r: (r.created, str(r.id))) if earlier else None
+
+
+async def _handled_by(earlier: FlowRun, transition: Transition, identifier: str) -> TransitionResult:
+    get_run_logger().info(
+        "%s of %s is already under way in flow run %s: nothing done here",
+        transition.name,
+        identifier,
+        earlier.name,
+    )
+    async with inventory_session() as inventory:
+        service = await read_service(inventory, identifier)
+    return TransitionResult(
+        service_identifier=identifier,
+        transition=transition.name,
+        outcome=Outcome.WAITING,
+        status=service.status,
+        message=f"{transition.name} of {identifier} is already under way in flow run {earlier.name} ({earlier.id})",
+    )
 
 
 async def publish(outcome: TransitionResult) -> None:

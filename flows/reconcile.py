@@ -18,6 +18,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.flow_runs import aresume_flow_run
+from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from allocation import policy
@@ -46,7 +47,13 @@ class ReconcileReport(BaseModel):
     )
 
 
-@flow(name="reconcile", flow_run_name="reconcile", persist_result=False)
+def _run_name() -> str:
+    params = flow_run.get_parameters().get("params")
+    branch = params.get("branch") if isinstance(params, dict) else getattr(params, "branch", None)
+    return f"reconcile {branch}" if branch else "reconcile"
+
+
+@flow(name="reconcile", flow_run_name=_run_name, persist_result=False)
 async def reconcile(params: ReconcileParams | None = None) -> ReconcileReport:
     params = params or ReconcileParams()
     concluded: dict[str, str] = {}

@@ -170,10 +170,11 @@ async def _deployed(
         )
         state = await _settled(client, flow_run.id, PICKUP_TIMEOUT_SECONDS, stop_at_pause=True)
         if auto_approve and state is not None and state.is_paused():
-            from flows.events import announce_decision
+            from flows.reconcile import resume_suspended
 
             decided = await architect.decide(identifier, "merge", inventory)
-            await announce_decision(decided.branch, "merged")
+            if decided.branch is not None:  # resume it now rather than wait for an event or the sweep
+                await resume_suspended(inventory, decided.branch)
             state = await _settled(client, flow_run.id, max(wait_seconds, 60), stop_at_pause=False)
         elif wait_seconds and state is not None and state.is_paused():
             state = await _settled(client, flow_run.id, wait_seconds, stop_at_pause=False)

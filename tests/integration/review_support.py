@@ -75,11 +75,11 @@ async def run(*args: str, cwd: Path = ROOT) -> str:
 
 
 async def ensure_device_groups() -> None:
-    """The artifacts' target groups (data/07_device_groups.yml), loaded once, as the bootstrap does."""
+    """The artifacts' target groups (data/08_device_groups.yml), loaded once, as the bootstrap does."""
     data = await sdk_query(f"query {{ {DEVICE_GROUPS_PROBE} }}")
     if not data["DcimDevice"]["count"]:
         infrahubctl = str(Path(sys.executable).parent / "infrahubctl")
-        await run(infrahubctl, "object", "load", "data/07_device_groups.yml")
+        await run(infrahubctl, "object", "load", "data/08_device_groups.yml")
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ def load_records(db: sqlite3.Connection, records: list[ObjectRecord]) -> dict[st
     devices: dict[str, ObjectRecord] = {}
     for record in by_kind.get("DcimDevice", []):
         name = _required(record, "name")
-        if name in devices:  # a later file upserts the device (07_device_groups.yml): what it sets wins
+        if name in devices:  # a later file upserts the device (08_device_groups.yml): what it sets wins
             devices[name].values.update(record.values)
         else:
             devices[name] = record

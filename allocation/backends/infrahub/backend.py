@@ -44,6 +44,7 @@ Where Infrahub differs, and what this backend does about it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,6 +73,7 @@ from allocation.backends.infrahub.mapping import (
 )
 from allocation.errors import (
     InventoryUnavailable,
+    PermissionDenied,
     PoolExhausted,
     PortTaken,
     ServiceConflict,
@@ -126,18 +128,25 @@ class InfrahubInventory:
     """The inventory port on Infrahub. One instance per event loop; ``close()`` it after use."""
 
     def __init__(
-        self, address: str, token: str | None = None, *, timeout: int = 60, merge_timeout: float = 900.0
+        self,
+        address: str,
+        token: str | None = None,
+        *,
+        timeout: int = 60,
+        merge_timeout: float = 900.0,
+        access_token: str | None = None,
     ) -> None:
-        self._conn = Connection(address, token, timeout)
+        self._conn = Connection(address, token, timeout, access_token=access_token)
         self._catalog: _Catalog | None = None
         self._finished: set[str] = set()
         self.merge_timeout = merge_timeout
 
     @classmethod
-    def from_settings(cls, settings: Any) -> InfrahubInventory:
-        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here)."""
+    def from_settings(cls, settings: Any, *, access_token: str | None = None) -> InfrahubInventory:
+        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here);
+        with ``access_token`` (a person's JWT), as that person instead of the API token's account."""
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        return cls(str(settings.address), token, timeout=int(settings.timeout))
+        return cls(str(settings.address), token, timeout=int(settings.timeout), access_token=access_token)
 
     @property
     def address(self) -> str:
@@ -153,10 +162,15 @@ class InfrahubInventory:
 
     # ------------------------------------------------------------------ plumbing
     async def _gql(
-        self, query: str, variables: dict[str, Any] | None = None, branch: str = MAIN, at: str | None = None
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        branch: str = MAIN,
+        at: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         try:
-            return await self._conn.gql(query, variables, branch, at)
+            return await self._conn.gql(query, variables, branch, at, timeout=timeout)
         except (InventoryUnavailable, GraphQLError) as exc:
             text = (messages(exc) if isinstance(exc, GraphQLError) else str(exc)).lower()
             if branch != MAIN and ("branch" in text or "404" in text) and "not found" in text:
@@ -216,19 +230,37 @@ class InfrahubInventory:
         node, _ = await self._read(identifier, branch)
         return to_service(node) if node else None
 
-    async def list_services(self, branch: str) -> list[Service]:
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        # Infrahub orders by the schema's order_by (the identifier) and ignores null filters.
+        filters = {"status": status.value if status else None, "site": site}
         found: list[Service] = []
-        offset = 0
-        while True:
-            data = await self._gql(q.SERVICES, {"limit": PAGE, "offset": offset}, branch)
+        offset = max(offset, 0)
+        while limit is None or len(found) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(found))
+            data = await self._gql(q.SERVICES, {"limit": size, "offset": offset, **filters}, branch)
             page = nodes(data, SERVICE)
             found += [to_service(n) for n in page]
-            offset += PAGE
-            if len(page) < PAGE or offset >= int(data[SERVICE].get("count") or 0):
+            offset += size
+            if len(page) < size or offset >= int(data[SERVICE].get("count") or 0):
                 break
         return sorted(found, key=lambda s: s.service_identifier)
 
-    async def create_service(self, request: ServiceRequest) -> Service:
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        variables = {"status": status.value if status else None, "site": site}
+        data = await self._gql(q.SERVICE_COUNT, variables, branch)
+        return int(data[SERVICE].get("count") or 0)
+
+    async def create_service(self, request: ServiceRequest, *, requested_by: str | None = None) -> Service:
         data = {
             "service_identifier": m.attr(request.service_identifier),
             "account_reference": m.attr(request.account_reference),
@@ -237,9 +269,19 @@ class InfrahubInventory:
             "ip_package": m.attr(request.ip_package.value),
             "location": m.hfid(request.site),
         }
+        if requested_by is not None:
+            data["requested_by"] = m.attr(requested_by)
         try:
-            result = await self._gql(q.CREATE_SERVICE, {"data": data})
-            return to_service(result[f"{SERVICE}Create"]["object"])
+            await self._gql(q.CREATE_SERVICE, {"data": data})
+            return Service(
+                service_identifier=request.service_identifier,
+                account_reference=request.account_reference,
+                site=request.site,
+                bandwidth=request.bandwidth,
+                ip_package=request.ip_package,
+                status=ServiceStatus.DRAFT,
+                requested_by=requested_by,
+            )
         except GraphQLError as exc:
             existing = await self.get_service(request.service_identifier, MAIN)
             if existing is None:
@@ -297,6 +339,9 @@ class InfrahubInventory:
             raise
 
     # ------------------------------------------------------------------ topology
+    async def list_sites(self) -> list[str]:
+        return sorted((await self._catalog_data()).sites)
+
     async def get_site(self, shortname: str) -> Site:
         catalog = await self._catalog_data()
         if shortname not in catalog.sites:
@@ -772,7 +817,9 @@ class InfrahubInventory:
     async def get_proposed_change(self, branch: str) -> ProposedChange | None:
         change = await self._newest_change(branch)
         if change is not None and change.state is ChangeState.MERGED:
-            await self._finish_merge(change.branch)
+            # A read-only account that looks first may not write: the next account allowed to finishes it.
+            with contextlib.suppress(PermissionDenied):
+                await self._finish_merge(change.branch)
         return change
 
     async def _change_node(self, change_id: str) -> dict[str, Any]:
@@ -784,15 +831,18 @@ class InfrahubInventory:
     async def _change(self, change_id: str) -> ProposedChange:
         return to_change(await self._change_node(change_id))
 
-    async def merge_proposed_change(self, change_id: str) -> ProposedChange:
+    async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         """Merge as the architect would, once the change's checks allow it.
 
         First the checks themselves, here (``review``): a change they refuse is refused at once, with
         their messages. Then Infrahub's own pipeline: wait until every check a registered repository
         declares has run since the change's plan was last recorded, and every other validator has
-        finished; a failed one refuses the merge with its messages. Then the merge, which runs as a
-        task in Infrahub (tens of seconds): submitted, its state polled; Infrahub puts the change back
-        to ``open`` when it refuses it, and the reason is read from the validators again."""
+        finished; a failed one refuses the merge with its messages. Then the merge, through the state
+        update Infrahub checks against the account's ``merge_proposed_change`` permission (Infrahub
+        1.11's ``CoreProposedChangeMerge`` mutation does not check it: any account that may edit main
+        could merge). It runs as an Infrahub task (tens of seconds) and the state is read back;
+        Infrahub puts the change back to ``open`` when it refuses it, and the reason is read from the
+        validators again."""
         node = await self._change_node(change_id)
         deadline = time.monotonic() + self.merge_timeout
         state = str(value(node, "state"))
@@ -805,20 +855,26 @@ class InfrahubInventory:
                 raise checks.refusal(change_id, branch, [v.message for v in found.violations])
             await self._pipeline_passed(change_id, branch, deadline)
         delay = 1.0
+        last = ""
         while (state := str(value(node, "state"))) != "merged":
             if state in ("closed", "canceled"):
                 raise ServiceConflict(f"proposed change {change_id} is {state} and cannot be merged")
             if time.monotonic() > deadline:
                 raise ServiceConflict(
-                    f"proposed change {change_id} was not merged within {self.merge_timeout:.0f}s (still {state})"
+                    f"proposed change {change_id} could not be merged within {self.merge_timeout:.0f}s "
+                    f"(still {state}: its checks failed or are still running{'; ' + last if last else ''})"
                 )
             if state == "open":
                 await self._pipeline_passed(change_id, branch, deadline)  # refused by Infrahub: why
                 try:
-                    await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id})
+                    # Waits for Infrahub's merge task: allow it the whole merge deadline.
+                    await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id}, timeout=self.merge_timeout)
                 except GraphQLError as exc:
-                    if "open state" not in messages(exc).lower():  # merged or closed meanwhile
-                        raise
+                    if "not allowed to merge" in messages(exc).lower():
+                        raise PermissionDenied(f"Infrahub refused: {messages(exc)}") from exc
+                    last = messages(exc)  # checks unfinished or failed, decided meanwhile: read again
+                except InventoryUnavailable as exc:
+                    last = str(exc)  # the merge outlasted the request; it goes on in Infrahub
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5.0)
             node = await self._change_node(change_id)
@@ -886,7 +942,7 @@ class InfrahubInventory:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5.0)
 
-    async def close_proposed_change(self, change_id: str) -> ProposedChange:
+    async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         change = await self._change(change_id)
         if change.state is ChangeState.MERGED:
             raise ServiceConflict(f"proposed change {change_id} is merged and cannot be closed")

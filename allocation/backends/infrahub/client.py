@@ -22,18 +22,23 @@ from infrahub_sdk.exceptions import (
     URLNotFoundError,
 )
 
-from allocation.errors import InventoryUnavailable
+from allocation.errors import InventoryUnavailable, PermissionDenied, Unauthenticated
 
 
 class Connection:
     """An SDK client on a persistent HTTP connection. Not shared between event loops: open one per
     inventory, close it with the inventory."""
 
-    def __init__(self, address: str, token: str | None, timeout: int = 60) -> None:
+    def __init__(
+        self, address: str, token: str | None, timeout: int = 60, *, access_token: str | None = None
+    ) -> None:
         self.address = address.rstrip("/")
         self.timeout = timeout
         self.round_trips = 0
         self._http: httpx.AsyncClient | None = None
+        # A person's JWT from Infrahub's login API (the portal): Infrahub then applies that person's
+        # permissions and records them in its activity log, instead of the API token's account.
+        self._bearer = access_token
         config = Config(address=self.address, api_token=token, timeout=timeout, requester=self._request)
         self.sdk = InfrahubClient(address=self.address, config=config)
 
@@ -49,6 +54,9 @@ class Connection:
             self._http = httpx.AsyncClient(timeout=timeout)
         self.round_trips += 1
         verb = str(getattr(method, "value", method)).upper()
+        if self._bearer is not None:
+            headers = {**headers, "Authorization": f"Bearer {self._bearer}"}
+            headers.pop("X-INFRAHUB-KEY", None)
         try:
             response = await self._http.request(verb, url, headers=headers, json=payload, timeout=timeout)
         except httpx.TimeoutException as exc:
@@ -57,19 +65,33 @@ class Connection:
             raise self.unavailable(str(exc) or type(exc).__name__) from exc
         if response.status_code >= 500:
             raise self.unavailable(f"HTTP {response.status_code} from {url}")
+        if response.status_code == 403:
+            raise PermissionDenied(f"Infrahub refused: {_errors(response)}")
+        if response.status_code == 401:
+            raise Unauthenticated(f"Infrahub no longer accepts these credentials: {_errors(response)}")
         return response
 
     def unavailable(self, reason: str) -> InventoryUnavailable:
         return InventoryUnavailable(f"Infrahub at {self.address} is unreachable: {reason}")
 
     async def gql(
-        self, query: str, variables: dict[str, Any] | None = None, branch: str = "main", at: str | None = None
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        branch: str = "main",
+        at: str | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         """Run one GraphQL document (one round trip), on ``branch`` as it is now or as it was ``at``
         a time. GraphQL errors come back as ``GraphQLError``."""
         try:
             data: dict[str, Any] = await self.sdk.execute_graphql(
-                query=query, variables=variables, branch_name=branch, at=at
+                query=query,
+                variables=variables,
+                branch_name=branch,
+                at=at,
+                timeout=int(timeout) if timeout else None,
             )
         except (ServerNotReachableError, ServerNotResponsiveError, JsonDecodeError) as exc:
             raise self.unavailable(str(exc) or type(exc).__name__) from exc
@@ -83,6 +105,14 @@ class Connection:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        found = response.json().get("errors") or []
+        return " | ".join(str(e.get("message", e)) for e in found) or response.reason_phrase
+    except ValueError:
+        return response.reason_phrase
 
 
 def messages(error: GraphQLError) -> str:

@@ -16,6 +16,7 @@ SERVICE_FIELDS = """
   id
   service_identifier { value }
   account_reference { value }
+  requested_by { value }
   status { value }
   bandwidth { value }
   ip_package { value }
@@ -54,11 +55,18 @@ PROPOSED_CHANGE_FIELDS = """
   source_branch { value }
   state { value }
 """
+# In reads, the account that last set the state: who merged or closed the change (Infrahub records
+# it). Never in a mutation's answer: Infrahub counts every kind a mutation selects as written, and an
+# account kind as account management.
+PROPOSED_CHANGE_READ_FIELDS = PROPOSED_CHANGE_FIELDS.replace(
+    "state { value }", "state { value updated_by { ... on CoreGenericAccount { name { value } } } }"
+)
 
 
 def _expand(text: str) -> str:
     return (
         text.replace("@SERVICE@", SERVICE_FIELDS)
+        .replace("@CHANGE_READ@", PROPOSED_CHANGE_READ_FIELDS)
         .replace("@CHANGE@", PROPOSED_CHANGE_FIELDS)
         .replace("@RESERVATION@", RESERVATION_FIELDS)
     )
@@ -75,21 +83,30 @@ query Service($identifier: String!) {
 """
 )
 
+# A null filter is ignored by Infrahub: one document for every combination of filters.
 SERVICES = _expand(
     """
-query Services($limit: Int!, $offset: Int!) {
-  ServiceDedicatedInternet(limit: $limit, offset: $offset) { count edges { node { @SERVICE@ } } }
+query Services($limit: Int!, $offset: Int!, $status: String, $site: String) {
+  ServiceDedicatedInternet(
+    limit: $limit, offset: $offset, status__value: $status, location__shortname__value: $site
+  ) { count edges { node { @SERVICE@ } } }
 }
 """
 )
 
-CREATE_SERVICE = _expand(
-    """
-mutation CreateService($data: ServiceDedicatedInternetCreateInput!) {
-  ServiceDedicatedInternetCreate(data: $data) { ok object { @SERVICE@ } }
+SERVICE_COUNT = """
+query ServiceCount($status: String, $site: String) {
+  ServiceDedicatedInternet(status__value: $status, location__shortname__value: $site) { count }
 }
 """
-)
+
+# Only the id back: a mutation's answer counts as a write of every kind it selects (site, VLAN,
+# interfaces...), which service delivery may not do on main.
+CREATE_SERVICE = """
+mutation CreateService($data: ServiceDedicatedInternetCreateInput!) {
+  ServiceDedicatedInternetCreate(data: $data) { ok object { id } }
+}
+"""
 
 UPDATE_SERVICE = """
 mutation UpdateService($data: ServiceDedicatedInternetUpdateInput!) {
@@ -196,7 +213,7 @@ query Utilization($pool: String!) {
 PROPOSED_CHANGES = _expand(
     """
 query ProposedChanges($branch: String!) {
-  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -204,7 +221,7 @@ query ProposedChanges($branch: String!) {
 PROPOSED_CHANGE = _expand(
     """
 query ProposedChange($id: ID!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -270,9 +287,10 @@ query Validations($id: ID!) {
 }
 """
 
+# The state update, not CoreProposedChangeMerge: only this path checks merge_proposed_change.
 MERGE_PROPOSED_CHANGE = """
 mutation MergeChange($id: String!) {
-  CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok }
+  CoreProposedChangeUpdate(data: {id: $id, state: {value: "merged"}}) { ok }
 }
 """
 
