@@ -177,13 +177,18 @@ async def delete_branch(name: str, seconds: float = 600) -> None:
             await asyncio.sleep(3)
 
 
-async def _definitions_gone(seconds: float = 180) -> None:
-    """The definitions a repository brought go with it, not always at once: a registration made
-    while they remain fails its import on their names."""
+async def _definitions_gone(seconds: float = 600) -> None:
+    """The definitions a repository brought go with it, not always at once; and another checkout
+    (the webhook and deployed tests) registers this repository's queries under the same names. A
+    registration made while either remains fails its import on their names: wait, for a bounded
+    time, until Infrahub holds none of them."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = await sdk_query("query { CoreArtifactDefinition { count } CoreCheckDefinition { count } }")
-        if not found["CoreArtifactDefinition"]["count"] and not found["CoreCheckDefinition"]["count"]:
+        found = await sdk_query(
+            "query { CoreArtifactDefinition { count } CoreCheckDefinition { count } CoreGraphQLQuery { count }"
+            " CoreGeneratorDefinition { count } CoreTransformation { count } }"
+        )
+        if not any(kind["count"] for kind in found.values()):
             return
         await asyncio.sleep(3)
 
