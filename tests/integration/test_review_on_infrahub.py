@@ -37,7 +37,11 @@ from tests.integration.review_support import (
 )
 from tests.support import request
 
-pytestmark = [pytest.mark.integration, requires_infrahub]
+# Slow (make test-slow, with a live Infrahub): the repository's registration and import take 2-3
+# minutes and each proposed change's pipeline 2-5 minutes on the shared 2-core stack, which is more
+# than the integration layer's budget. The fast layers keep the same rules on both backends:
+# tests/unit/test_merge_checks.py, and test_a_merge_the_checks_refuse_changes_nothing in the contract suite.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, requires_infrahub]
 
 SITE = "par01"
 
