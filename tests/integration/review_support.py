@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from allocation.model import MAIN
 from allocation.settings import InfrahubSettings
@@ -82,6 +83,32 @@ async def ensure_device_groups() -> None:
         await run(infrahubctl, "object", "load", "data/08_device_groups.yml")
 
 
+REVIEW_PARTS = ("jinja2_transforms", "artifact_definitions", "check_definitions")
+
+
+async def review_checkout(folder: Path, origin: Path) -> None:
+    """This commit's files with an ``.infrahub.yml`` of the review's part only (the configuration
+    transforms, their artifact definitions, the check, and their queries, as the real file declares
+    them), pushed to a bare ``origin``. The shared Infrahub's schema is the bootstrap's, and the
+    generator and webhook parts stay with the tests that register them: Infrahub's names are global,
+    and two registrations declaring one query fail each other's import."""
+    await run("git", "init", "--quiet", str(folder))
+    await run("sh", "-c", f"git archive HEAD | tar -x -C {folder}")
+    config = yaml.safe_load((folder / ".infrahub.yml").read_text())
+    kept: dict[str, Any] = {part: config[part] for part in REVIEW_PARTS}
+    used = {t["query"] for t in config["jinja2_transforms"]} | {"service_review"}
+    kept["queries"] = [q for q in config["queries"] if q["name"] in used]
+    assert len(kept["queries"]) == len(used), config
+    (folder / ".infrahub.yml").write_text(yaml.safe_dump(kept, sort_keys=False))
+    await run("git", "add", "-A", cwd=folder)
+    await run(
+        "git", "-c", "user.name=test", "-c", "user.email=test@example.invalid",
+        "commit", "--quiet", "-m", "review", cwd=folder,
+    )  # fmt: skip
+    await run("git", "init", "--quiet", "--bare", str(origin))
+    await run("git", "push", "--quiet", str(origin), "HEAD:refs/heads/main", cwd=folder)
+
+
 @asynccontextmanager
 async def registered(workdir: Path, name: str) -> AsyncIterator[str]:
     """This commit registered as a read-only repository (the worker clones it from a local bare
@@ -89,8 +116,7 @@ async def registered(workdir: Path, name: str) -> AsyncIterator[str]:
     await ensure_device_groups()
     await _definitions_gone()
     origin = workdir / "service-factory.git"
-    await run("git", "init", "--quiet", "--bare", str(origin))
-    await run("git", "push", "--quiet", str(origin), "HEAD:refs/heads/main")
+    await review_checkout(workdir / "checkout", origin)
     created = await sdk_query(
         """mutation Register($name: String!, $location: String!) {
              CoreReadOnlyRepositoryCreate(data: {name: {value: $name}, location: {value: $location}, ref: {value: "main"}}) {
@@ -177,17 +203,22 @@ async def delete_branch(name: str, seconds: float = 600) -> None:
             await asyncio.sleep(3)
 
 
+OURS = ["core_switch_config", "edge_router_config", "service_review"]
+OUR_NAMES = f"""query {{
+  CoreArtifactDefinition(name__values: {OURS}) {{ count }}
+  CoreCheckDefinition(name__values: {OURS}) {{ count }}
+  CoreGraphQLQuery(name__values: {OURS}) {{ count }}
+  CoreTransformation(name__values: {OURS}) {{ count }}
+}}""".replace("'", '"')
+
+
 async def _definitions_gone(seconds: float = 600) -> None:
-    """The definitions a repository brought go with it, not always at once; and another checkout
-    (the webhook and deployed tests) registers this repository's queries under the same names. A
-    registration made while either remains fails its import on their names: wait, for a bounded
-    time, until Infrahub holds none of them."""
+    """The definitions a repository brought go with it, not always at once, and another checkout (the
+    generator test registers the whole repository) may hold the same names. A registration made while
+    any remains fails its import on their names: wait, for a bounded time, until none is left."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = await sdk_query(
-            "query { CoreArtifactDefinition { count } CoreCheckDefinition { count } CoreGraphQLQuery { count }"
-            " CoreGeneratorDefinition { count } CoreTransformation { count } }"
-        )
+        found = await sdk_query(OUR_NAMES)
         if not any(kind["count"] for kind in found.values()):
             return
         await asyncio.sleep(3)
