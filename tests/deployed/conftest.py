@@ -36,9 +36,10 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 
+from allocation.backends.embedded import EmbeddedInventory
 from deployments.catalog import catalog
 from deployments.render import render
-from tests.support import ROOT
+from tests.support import DATA, ROOT
 
 STACK = ROOT / "scripts" / "prefect-stack" / "stack"
 RUN = int(time.time()) % 100000
@@ -97,7 +98,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], within: float, wh
 @dataclass(frozen=True)
 class Deployed:
     ids: dict[str, UUID]  # catalog name -> id of its test copy
-    inventory: Path
+    inventory: Path | None  # the embedded file, None on Infrahub
 
     async def runs(self, client: PrefectClient, name: str) -> list[FlowRun]:
         return await client.read_flow_runs(
@@ -119,40 +120,70 @@ def prefect_cli(prefect_api: str, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.fixture(scope="session")
-async def deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployed]:
-    """The catalog's deployments, deployed with ``prefect deploy --all`` from a rendered prefect.yaml."""
-    folder = tmp_path_factory.mktemp("deployed")
-    inventory = folder / "inventory.sqlite3"
+async def deploy_copies(prefect_api: str, folder: Path, suffix: str, env: dict[str, str]) -> dict[str, UUID]:
+    """The catalog's deployments under names ending ``suffix``, deployed with ``prefect deploy --all``
+    from a rendered prefect.yaml; their runs get ``env`` (the worker's environment holds the rest)."""
     specs = [dataclasses.replace(d, tags=(*d.tags, "test")) for d in catalog(reconcile_every=SHORT_INTERVAL)]
     prefect_yaml = folder / "prefect.yaml"
-    prefect_yaml.write_text(
-        render(
-            specs,
-            name_suffix=SUFFIX,
-            job_variables={"env": {"FACTORY_BACKEND": "embedded", "FACTORY_DB": str(inventory)}},
-        )
-    )
+    prefect_yaml.write_text(render(specs, name_suffix=suffix, job_variables={"env": env}))
     result = prefect_cli(prefect_api, "deploy", "--all", "--prefect-file", str(prefect_yaml))
     assert result.returncode == 0, result.stdout + result.stderr
     async with PrefectClient(api=prefect_api) as client:
         found = await client.read_deployments(
             deployment_filter=DeploymentFilter(
-                name=DeploymentFilterName(any_=[s.name + SUFFIX for s in specs])
+                name=DeploymentFilterName(any_=[s.name + suffix for s in specs])
             )
         )
-        ids = {d.name.removesuffix(SUFFIX): d.id for d in found}
+        ids = {d.name.removesuffix(suffix): d.id for d in found}
         assert set(ids) == {s.name for s in specs}
         # Only what a test asks for runs on schedule: the copy's reconcile starts paused.
         await set_schedules(client, ids["reconcile"], active=False)
+    return ids
+
+
+async def remove_copies(prefect_api: str, ids: dict[str, UUID]) -> None:
+    async with PrefectClient(api=prefect_api) as client:
+        for deployment_id in ids.values():
+            # Deleting a deployment leaves the automations of its triggers behind.
+            await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+            await client.delete_deployment(deployment_id)
+
+
+@pytest.fixture(scope="session")
+async def deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployed]:
+    """The catalog's deployments on an embedded inventory of their own."""
+    folder = tmp_path_factory.mktemp("deployed")
+    inventory = folder / "inventory.sqlite3"
+    # Loaded before anything is deployed: a flow started by another test's event (the copies' triggers
+    # match every review event) opens the file too, and would otherwise find it empty.
+    loading = EmbeddedInventory(inventory)
+    loading.load(DATA)
+    await loading.close()
+    env = {"FACTORY_BACKEND": "embedded", "FACTORY_DB": str(inventory)}
+    ids = await deploy_copies(prefect_api, folder, SUFFIX, env)
     try:
         yield Deployed(ids=ids, inventory=inventory)
     finally:
-        async with PrefectClient(api=prefect_api) as client:
-            for deployment_id in ids.values():
-                # Deleting a deployment leaves the automations of its triggers behind.
-                await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
-                await client.delete_deployment(deployment_id)
+        await remove_copies(prefect_api, ids)
+
+
+@pytest.fixture(scope="session")
+async def deployed_on_infrahub(
+    prefect_api: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Deployed]:
+    """The catalog's deployments on the live Infrahub. Its address goes with the deployments; its
+    token stays in the worker's environment (scripts/run-tests starts the worker with it), never in
+    Prefect's database."""
+    address = os.environ.get("INFRAHUB_ADDRESS")
+    if not address:
+        pytest.skip("INFRAHUB_ADDRESS is not set")
+    folder = tmp_path_factory.mktemp("deployed-infrahub")
+    env = {"FACTORY_BACKEND": "infrahub", "INFRAHUB_ADDRESS": address}
+    ids = await deploy_copies(prefect_api, folder, SUFFIX + "i", env)
+    try:
+        yield Deployed(ids=ids, inventory=None)
+    finally:
+        await remove_copies(prefect_api, ids)
 
 
 async def set_schedules(client: PrefectClient, deployment_id: UUID, *, active: bool) -> None:

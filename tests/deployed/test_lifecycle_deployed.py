@@ -28,19 +28,13 @@ from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import ServiceStatus
 from allocation.model import MAIN
 from tests.deployed.conftest import RUN, Deployed, eventually, parameters_of, requires_stack
-from tests.support import DATA, ROOT, request
+from tests.support import ROOT, request
 
 pytestmark = [pytest.mark.deployed, requires_stack]
 
 # Distinct per run: the session's inventory file is shared by the deployed tests.
 DELIVERED = f"DT{RUN % 10000}-0001"
 REJECTED = f"DT{RUN % 10000}-0002"
-
-
-def loaded(path: Path) -> Path:
-    if not path.exists():
-        EmbeddedInventory(path).load(DATA)
-    return path
 
 
 async def on_main(path: Path, identifier: str) -> Any:
@@ -76,7 +70,8 @@ async def runs_named(client: PrefectClient, deployed: Deployed, deployment: str,
 async def test_a_delivery_triggered_by_the_api_resumes_on_the_review_event(
     deployed: Deployed, prefect: PrefectClient, prefect_api: str
 ) -> None:
-    db = loaded(deployed.inventory)
+    db = deployed.inventory
+    assert db is not None
     inventory = EmbeddedInventory(db)
     try:
         await intake.record(request(DELIVERED, site="par01"), inventory)
@@ -126,7 +121,8 @@ async def test_a_delivery_triggered_by_the_api_resumes_on_the_review_event(
 async def test_a_request_by_event_and_a_rejection_leave_nothing_behind(
     deployed: Deployed, prefect: PrefectClient, prefect_api: str
 ) -> None:
-    db = loaded(deployed.inventory)
+    db = deployed.inventory
+    assert db is not None
     params = request(REJECTED, site="lyn01").model_dump(mode="json")
     created = await prefect.create_flow_run_from_deployment(
         deployed.ids["request"], parameters={"params": params}
