@@ -28,7 +28,14 @@ from prefect.client.schemas.objects import FlowRun
 from allocation.settings import InfrahubSettings
 from deployments import events, webhooks
 from deployments.infrahub_transform import ProposedChangeToPrefect
-from tests.deployed.conftest import RUN, Deployed, eventually, parameters_of, requires_stack
+from tests.deployed.conftest import (
+    RUN,
+    Deployed,
+    PrefectApi,
+    eventually,
+    parameters_of,
+    requires_stack,
+)
 from tests.integration.conftest import requires_infrahub
 from tests.support import ROOT
 
@@ -249,7 +256,7 @@ async def drop_branch(client: InfrahubClient, branch: str) -> None:
             await asyncio.sleep(10)
 
 
-async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] | None:
+async def received(prefect_api: PrefectApi, name: str, branch: str) -> dict[str, Any] | None:
     """The review event for ``branch`` as the Prefect server recorded it, if it arrived."""
     query = {
         "filter": {
@@ -258,7 +265,7 @@ async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] |
         },
         "limit": 5,
     }
-    async with httpx.AsyncClient(base_url=prefect_api) as http:
+    async with prefect_api.http() as http:
         response = await http.post("/events/filter", json=query)
     response.raise_for_status()
     found = response.json()["events"]
@@ -266,7 +273,7 @@ async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] |
 
 
 async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
-    deployed: Deployed, prefect: PrefectClient, prefect_api: str, tmp_path: Path
+    deployed: Deployed, prefect: PrefectClient, prefect_api: PrefectApi, tmp_path: Path
 ) -> None:
     client = infrahub_client()
     prefix = f"service-factory-test-{RUN}"
@@ -279,7 +286,9 @@ async def test_a_merge_and_a_close_in_infrahub_reach_prefect_and_run_reconcile(
             client, tmp_path / "service-factory.git", f"service-factory-wh-{RUN}"
         )
         await imported(client, repository)
-        webhook_ids = await webhooks.register(client, prefect_api, prefix=prefix)
+        webhook_ids = await webhooks.register(
+            client, prefect_api.url, prefix=prefix, auth_string=prefect_api.auth
+        )
         await automations_ready(client, webhook_ids)
 
         created.append(branches["merged"])
