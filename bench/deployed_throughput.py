@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from allocation.transitions import DELIVER
 from deployments.catalog import catalog
 from deployments.events import proposed_change_event
 from deployments.render import render
+from deployments.webhooks import basic_authorization
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "scripts" / "prefect-stack" / "stack"
@@ -48,11 +50,22 @@ def stack(*args: str) -> str:
     ).stdout
 
 
-def api_url() -> str:
-    env = stack("env")
-    return next(
-        line.split("=", 1)[1] for line in env.splitlines() if line.startswith("export PREFECT_API_URL=")
-    )
+@dataclasses.dataclass(frozen=True)
+class Api:
+    url: str
+    auth: str  # the stack's credential (PREFECT_API_AUTH_STRING)
+
+    @classmethod
+    def of_stack(cls) -> Api:
+        found = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1)
+            for line in stack("env").splitlines()
+            if line.startswith("export ")
+        )
+        return cls(found["PREFECT_API_URL"], found["PREFECT_API_AUTH_STRING"])
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": basic_authorization(self.auth)}
 
 
 def ts(value: str) -> float:
@@ -65,7 +78,7 @@ def summary(values: list[float]) -> str:
     return f"p50 {statistics.median(values):.1f}s, max {max(values):.1f}s (n={len(values)})"
 
 
-def deploy(api: str, inventory: Path) -> dict[str, str]:
+def deploy(api: Api, inventory: Path) -> dict[str, str]:
     specs = [dataclasses.replace(d, tags=(*d.tags, "bench")) for d in catalog()]
     text = render(
         specs,
@@ -86,12 +99,12 @@ def deploy(api: str, inventory: Path) -> dict[str, str]:
                 str(path),
             ],
             cwd=ROOT,
-            env={**env, "PREFECT_API_URL": api},
+            env={**env, "PREFECT_API_URL": api.url, "PREFECT_API_AUTH_STRING": api.auth},
             check=True,
             capture_output=True,
         )
     ids = {}
-    with httpx.Client(base_url=api, timeout=30) as http:
+    with httpx.Client(base_url=api.url, headers=api.headers(), timeout=30) as http:
         names = [spec.name + SUFFIX for spec in specs]
         found = http.post("/deployments/filter", json={"deployments": {"name": {"any_": names}}}).json()
         for deployment in found:
@@ -103,8 +116,8 @@ def deploy(api: str, inventory: Path) -> dict[str, str]:
     return ids
 
 
-def remove(api: str, ids: dict[str, str]) -> None:
-    with httpx.Client(base_url=api, timeout=30) as http:
+def remove(api: Api, ids: dict[str, str]) -> None:
+    with httpx.Client(base_url=api.url, headers=api.headers(), timeout=30) as http:
         for deployment in ids.values():
             http.delete(f"/automations/owned-by/prefect.deployment.{deployment}")
             http.delete(f"/deployments/{deployment}")
@@ -112,13 +125,13 @@ def remove(api: str, ids: dict[str, str]) -> None:
 
 async def architect_beside(
     inventory: EmbeddedInventory,
-    api: str,
+    api: Api,
     services: list[str],
     opened: dict[str, float],
     decided: dict[str, float],
 ) -> None:
     """Merge each delivery's change as soon as it is open, and post the review event."""
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api.url, headers=api.headers(), timeout=30) as http:
         while len(decided) < len(services):
             for identifier in services:
                 if identifier in decided:
@@ -135,7 +148,7 @@ async def architect_beside(
             await asyncio.sleep(0.2)
 
 
-async def one_round(api: str, workers: int, count: int) -> None:
+async def one_round(api: Api, workers: int, count: int) -> None:
     stack("start", "--db", "postgres", "--workers", str(workers))
     folder = Path(tempfile.mkdtemp(prefix="tput-"))
     path = folder / "inventory.sqlite3"
@@ -158,7 +171,7 @@ async def one_round(api: str, workers: int, count: int) -> None:
         decided: dict[str, float] = {}
         runs: dict[str, dict[str, Any]] = {}
         began = time.time()
-        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=api.url, headers=api.headers(), timeout=30) as http:
             for identifier in services:
                 body = {"parameters": {"params": {"service_identifier": identifier}}}
                 runs[identifier] = (
@@ -193,7 +206,7 @@ async def main() -> None:
     parser.add_argument("--services", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
-    api = api_url()
+    api = Api.of_stack()
     for workers in args.workers:
         await one_round(api, workers, args.services)
 

@@ -21,7 +21,7 @@ from infrahub_sdk.exceptions import GraphQLError
 from allocation.settings import InfrahubSettings
 from deployments import events, webhooks
 from deployments.infrahub_transform import ProposedChangeToPrefect
-from tests.deployed.conftest import eventually
+from tests.deployed.conftest import PrefectApi, eventually
 from tests.support import ROOT
 
 # Infrahub's own task manager, where a webhook becomes an automation (the infrahub-stack env file).
@@ -239,7 +239,7 @@ async def drop_branch(client: InfrahubClient, branch: str) -> None:
             await asyncio.sleep(10)
 
 
-async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] | None:
+async def received(prefect_api: PrefectApi, name: str, branch: str) -> dict[str, Any] | None:
     """The review event for ``branch`` as the Prefect server recorded it, if it arrived."""
     query = {
         "filter": {
@@ -248,7 +248,7 @@ async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] |
         },
         "limit": 5,
     }
-    async with httpx.AsyncClient(base_url=prefect_api) as http:
+    async with prefect_api.http() as http:
         response = await http.post("/events/filter", json=query)
     response.raise_for_status()
     found = response.json()["events"]
@@ -257,7 +257,7 @@ async def received(prefect_api: str, name: str, branch: str) -> dict[str, Any] |
 
 @asynccontextmanager
 async def webhooks_to_prefect(
-    client: InfrahubClient, prefect_api: str, folder: Path, run: int
+    client: InfrahubClient, prefect_api: PrefectApi, folder: Path, run: int
 ) -> AsyncIterator[None]:
     """Infrahub's review webhooks pointed at the Prefect stack while the block runs: the repository
     with their transform registered and imported, the webhooks configured as Infrahub automations;
@@ -274,7 +274,9 @@ async def webhooks_to_prefect(
                 client, folder / "service-factory.git", f"service-factory-wh-{run}"
             )
             await imported(client, repository)
-        webhook_ids = await webhooks.register(client, prefect_api, prefix=prefix)
+        webhook_ids = await webhooks.register(
+            client, prefect_api.url, prefix=prefix, auth_string=prefect_api.auth
+        )
         await automations_ready(client, webhook_ids)
         yield
     finally:

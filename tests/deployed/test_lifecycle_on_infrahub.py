@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 
@@ -26,7 +25,7 @@ from allocation.intent import Bandwidth, ServiceStatus
 from allocation.model import MAIN
 from allocation.settings import InfrahubSettings
 from deployments import events
-from tests.deployed.conftest import RUN, Deployed, eventually, parameters_of, requires_stack
+from tests.deployed.conftest import RUN, Deployed, PrefectApi, eventually, parameters_of, requires_stack
 from tests.deployed.infrahub_support import (
     change_of,
     close,
@@ -77,7 +76,7 @@ async def reservations_of(identifier: str) -> int:
 
 
 async def test_deliveries_triggered_by_the_api_resume_on_infrahub_merges_and_closes(
-    deployed_on_infrahub: Deployed, prefect: PrefectClient, prefect_api: str, tmp_path: Path
+    deployed_on_infrahub: Deployed, prefect: PrefectClient, prefect_api: PrefectApi, tmp_path: Path
 ) -> None:
     deployed = deployed_on_infrahub
     client = infrahub_client()
@@ -90,7 +89,7 @@ async def test_deliveries_triggered_by_the_api_resume_on_infrahub_merges_and_clo
                 await intake.record(request(identifier, site=site, bandwidth=Bandwidth.M100), inventory)
 
             runs: dict[str, Any] = {}
-            async with httpx.AsyncClient(base_url=prefect_api) as http:
+            async with prefect_api.http() as http:
                 for identifier in (MERGED, CLOSED, MERGED):  # the first call retried
                     body = {
                         "parameters": {"params": {"service_identifier": identifier}},
