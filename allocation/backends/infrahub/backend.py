@@ -620,6 +620,22 @@ class InfrahubInventory:
     async def ensure_gateway(
         self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
     ) -> Gateway:
+        try:
+            return await self._ensure_gateway(
+                service, device=device, vlan=vlan, address=address, branch=branch
+            )
+        except GraphQLError as error:
+            if "uniqueness constraint" not in str(error):
+                raise
+            # An earlier attempt's write landed after we stopped waiting for it (a retried timeout):
+            # read again and add only what is still missing.
+            return await self._ensure_gateway(
+                service, device=device, vlan=vlan, address=address, branch=branch
+            )
+
+    async def _ensure_gateway(
+        self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
+    ) -> Gateway:
         node, _ = await self._require(service, branch)
         name = policy.gateway_interface_name(vlan.vlan_id)
         gateway = Gateway(device=device, interface=name, address=address, vlan_id=vlan.vlan_id)
