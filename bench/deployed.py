@@ -83,10 +83,8 @@ def cold_start() -> None:
     print(stack("status"))
 
 
-def prefect_deploy(api: str, inventory: Path) -> None:
-    """The catalog's reconcile, deployed as the real one is (render, then prefect deploy)."""
-    (reconcile,) = [d for d in catalog() if d.name == "reconcile"]
-    text = render([reconcile], name_suffix=SUFFIX, job_variables={"env": {"FACTORY_DB": str(inventory)}})
+def deploy_yaml(text: str, api: str, auth: str) -> None:
+    """``prefect deploy --all`` of a rendered prefect.yaml, as an operator runs it."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "prefect.yaml"
         path.write_text(text)
@@ -101,14 +99,17 @@ def prefect_deploy(api: str, inventory: Path) -> None:
                 str(path),
             ],
             cwd=ROOT,
-            env={
-                **env,
-                "PREFECT_API_URL": api,
-                "PREFECT_API_AUTH_STRING": os.environ["PREFECT_API_AUTH_STRING"],
-            },
+            env={**env, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": auth},
             check=True,
             capture_output=True,
         )
+
+
+def prefect_deploy(api: str, inventory: Path) -> None:
+    """The catalog's reconcile, deployed as the real one is (render, then prefect deploy)."""
+    (reconcile,) = [d for d in catalog() if d.name == "reconcile"]
+    text = render([reconcile], name_suffix=SUFFIX, job_variables={"env": {"FACTORY_DB": str(inventory)}})
+    deploy_yaml(text, api, os.environ["PREFECT_API_AUTH_STRING"])
 
 
 async def deploy(api: str, inventory: Path) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import shlex
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.model import ChangeState
 from allocation.transitions import DELIVER
+from bench.deployed import deploy_yaml
 from deployments.catalog import catalog
 from deployments.events import proposed_change_event
 from deployments.render import render
@@ -85,24 +85,7 @@ def deploy(api: Api, inventory: Path) -> dict[str, str]:
         name_suffix=SUFFIX,
         job_variables={"env": {"FACTORY_BACKEND": "embedded", "FACTORY_DB": str(inventory)}},
     )
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "prefect.yaml"
-        path.write_text(text)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        subprocess.run(
-            [
-                str(Path(sys.executable).parent / "prefect"),
-                "--no-prompt",
-                "deploy",
-                "--all",
-                "--prefect-file",
-                str(path),
-            ],
-            cwd=ROOT,
-            env={**env, "PREFECT_API_URL": api.url, "PREFECT_API_AUTH_STRING": api.auth},
-            check=True,
-            capture_output=True,
-        )
+    deploy_yaml(text, api.url, api.auth)
     ids = {}
     with httpx.Client(base_url=api.url, headers=api.headers(), timeout=30) as http:
         names = [spec.name + SUFFIX for spec in specs]
