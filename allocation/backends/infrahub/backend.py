@@ -891,13 +891,22 @@ class InfrahubInventory:
         released there are given back, and VLANs whose release was deferred are deleted."""
         if branch in self._finished:
             return
-        data = await self._gql(q.PENDING_AFTER_MERGE, {"branch": branch})
-        ops = [
-            m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)}) for n in nodes(data, "claimed")
-        ]
-        ops += [m.delete(RESERVATION, n["id"]) for n in nodes(data, "released")]
-        ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(data, "IpamVLAN")]
-        await self._write(ops, MAIN)
+        for attempt in range(3):
+            data = await self._gql(q.PENDING_AFTER_MERGE, {"branch": branch})
+            ops = [
+                m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)})
+                for n in nodes(data, "claimed")
+            ]
+            ops += [m.delete(RESERVATION, n["id"]) for n in nodes(data, "released")]
+            ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(data, "IpamVLAN")]
+            try:
+                await self._write(ops, MAIN)
+                break
+            except GraphQLError as exc:
+                # Another party finishing the same merge (the run's wait, the architect, reconcile)
+                # deleted some of these first: read again and do what is left.
+                if attempt == 2 or "unable to find the node" not in messages(exc).lower():
+                    raise
         if branch != MAIN:
             # A merged branch keeps its own copy of what it created, and both pools read every
             # branch: while the branch lives, a VLAN ID or prefix it allocated stays taken even
