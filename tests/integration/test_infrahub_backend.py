@@ -7,6 +7,7 @@ backend under test.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import socket
 from collections.abc import Callable
@@ -150,6 +151,28 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
     assert again is not None and again.id == first.id
     assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
     assert await usage(infrahub) == held
+
+    # A retried write whose first attempt landed after the client stopped waiting (a timeout under
+    # load): the retry read the branch before the gateway's address was there, so it creates it again.
+    node, reservations = await infrahub._require(identifier, branch)
+    stale = copy.deepcopy(node)
+    for interface in stale["dedicated_interfaces"]["edges"]:
+        interface["node"].pop("ip_addresses", None)
+    reads = iter([(stale, reservations)])
+    real_require = infrahub._require
+
+    async def stale_once(identifier: str, branch: str) -> Any:
+        return next(reads, None) or await real_require(identifier, branch)
+
+    gateway = allocated.gateway
+    assert gateway is not None and allocated.vlan is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(infrahub, "_require", stale_once)
+        again_gateway = await infrahub.ensure_gateway(
+            identifier, device=gateway.device, vlan=allocated.vlan, address=gateway.address, branch=branch
+        )
+    assert again_gateway == gateway
+    assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
 
     # Rejected: everything the branch took goes back at once.
     await infrahub.close_proposed_change(first.id)

@@ -626,6 +626,22 @@ class InfrahubInventory:
     async def ensure_gateway(
         self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
     ) -> Gateway:
+        try:
+            return await self._ensure_gateway(
+                service, device=device, vlan=vlan, address=address, branch=branch
+            )
+        except GraphQLError as error:
+            if "uniqueness constraint" not in str(error):
+                raise
+            # An earlier attempt's write landed after we stopped waiting for it (a retried timeout):
+            # read again and add only what is still missing.
+            return await self._ensure_gateway(
+                service, device=device, vlan=vlan, address=address, branch=branch
+            )
+
+    async def _ensure_gateway(
+        self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
+    ) -> Gateway:
         node, _ = await self._require(service, branch)
         name = policy.gateway_interface_name(vlan.vlan_id)
         gateway = Gateway(device=device, interface=name, address=address, vlan_id=vlan.vlan_id)
@@ -970,13 +986,22 @@ class InfrahubInventory:
         released there are given back, and VLANs whose release was deferred are deleted."""
         if branch in self._finished:
             return
-        data = await self._gql(q.PENDING_AFTER_MERGE, {"branch": branch})
-        ops = [
-            m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)}) for n in nodes(data, "claimed")
-        ]
-        ops += [m.delete(RESERVATION, n["id"]) for n in nodes(data, "released")]
-        ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(data, "IpamVLAN")]
-        await self._write(ops, MAIN)
+        for attempt in range(3):
+            data = await self._gql(q.PENDING_AFTER_MERGE, {"branch": branch})
+            ops = [
+                m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)})
+                for n in nodes(data, "claimed")
+            ]
+            ops += [m.delete(RESERVATION, n["id"]) for n in nodes(data, "released")]
+            ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(data, "IpamVLAN")]
+            try:
+                await self._write(ops, MAIN)
+                break
+            except GraphQLError as exc:
+                # Another party finishing the same merge (the run's wait, the architect, reconcile)
+                # deleted some of these first: read again and do what is left.
+                if attempt == 2 or "unable to find the node" not in messages(exc).lower():
+                    raise
         if branch != MAIN:
             # A merged branch keeps its own copy of what it created, and both pools read every
             # branch: while the branch lives, a VLAN ID or prefix it allocated stays taken even
