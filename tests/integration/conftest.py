@@ -6,6 +6,7 @@ the same long-lived server never collide with what earlier runs recorded.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from infrahub_sdk import Config, InfrahubClient
+from infrahub_sdk.exceptions import GraphQLError
 
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.model import MAIN
@@ -57,3 +59,32 @@ async def pool_and_port_usage(inventory: InfrahubInventory, site: str) -> tuple[
     pools = {p.name: p.used for p in await inventory.pool_usage()}
     ports = sum(p.used for p in await inventory.port_usage() if p.site == site)
     return pools, ports
+
+
+MERGE = """
+mutation Merge($id: String!) { CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: false) { ok } }
+"""
+
+CHANGE_STATE = """
+query State($id: ID!) { CoreProposedChange(ids: [$id]) { edges { node { state { value } } } } }
+"""
+
+
+async def merge_in_infrahub(change_id: str, within_seconds: float = 420.0) -> None:
+    """Merge a proposed change through Infrahub's own API, as an architect does in Infrahub's UI: no
+    backend code runs, so nothing of ours has finished the merge when this returns. Infrahub puts a
+    change back to open while its pipeline's checks are unfinished; the merge is then submitted again."""
+    async with asyncio.timeout(within_seconds):
+        while True:
+            data = await sdk_query(CHANGE_STATE, {"id": change_id})
+            state = data["CoreProposedChange"]["edges"][0]["node"]["state"]["value"]
+            if state == "merged":
+                return
+            assert state in ("open", "merging"), state
+            if state == "open":
+                try:
+                    await sdk_query(MERGE, {"id": change_id})
+                except GraphQLError as exc:  # merging or merged meanwhile
+                    if "open state" not in str(exc.errors).lower():
+                        raise
+            await asyncio.sleep(1.0)
