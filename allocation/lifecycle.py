@@ -13,6 +13,7 @@ branch never conflicts with main on the status.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -48,11 +49,19 @@ class Outcome(StrEnum):
 async def request_service(request: ServiceRequest, inventory: Inventory) -> Service:
     """Record a new draft service (what the form and the API call). A request that cannot be served
     now (unknown site, no port for the bandwidth, a pool exhausted) is refused before anything is
-    recorded; a service that exists already is returned as it is."""
-    existing = await inventory.get_service(request.service_identifier, MAIN)
+    recorded; a service that exists already is returned as it is. One read, and one write for a new
+    service."""
+    view = await inventory.planning_view(request.service_identifier, MAIN, site=request.site)
+    existing = view.service
     if existing is None:
-        await core.plan(request, inventory)
-    return await inventory.create_service(request)
+        core.plan_from(request, view)
+        return await inventory.create_service(request)
+    if (existing.account_reference, existing.site) != (request.account_reference, request.site):
+        raise ServiceConflict(
+            f"{request.service_identifier} already exists for account {existing.account_reference} "
+            f"at {existing.site}"
+        )
+    return existing
 
 
 async def get_service(identifier: str, inventory: Inventory, branch: str = MAIN) -> Service:
@@ -80,6 +89,19 @@ async def review_branch(
         attempt += 1
 
 
+def latest_attempt(
+    changes: Sequence[ProposedChange], identifier: str, transition: Transition
+) -> tuple[str, ProposedChange | None]:
+    """``review_branch`` from proposed changes already read (a planning view's, oldest first)."""
+    newest = {change.branch: change for change in changes}
+    latest: tuple[str, ProposedChange | None] = (_branch(identifier, transition, 1), None)
+    attempt = 1
+    while (change := newest.get(_branch(identifier, transition, attempt))) is not None:
+        latest = (change.branch, change)
+        attempt += 1
+    return latest
+
+
 async def begin(
     identifier: str,
     transition: Transition,
@@ -88,12 +110,18 @@ async def begin(
     bandwidth: Bandwidth | None = None,
     ip_package: IpPackage | None = None,
 ) -> str | None:
-    """Start (or resume) a transition and return the branch it works on; None if there is nothing to do."""
-    service = await get_service(identifier, inventory)
-    branch, change = await review_branch(identifier, transition, inventory)
+    """Start (or resume) a transition and return the branch it works on; None if there is nothing to do.
+    One read (the service on main, its proposed changes and, unless decommissioning, what a plan needs)
+    and one write (status on main and the branch)."""
+    allocating = transition is not DECOMMISSION
+    view = await inventory.planning_view(identifier, MAIN, allocating=allocating)
+    service = view.service
+    if service is None:
+        raise UnknownService(identifier)
+    branch, change = latest_attempt(view.changes, identifier, transition)
     if service.status is transition.during and change is not None and change.state is ChangeState.CLOSED:
         await conclude(identifier, transition, inventory, branch)  # a rejection nobody compensated yet
-        service = await get_service(identifier, inventory)
+        return await begin(identifier, transition, inventory, bandwidth=bandwidth, ip_package=ip_package)
     resuming = service.status is transition.during and (change is None or change.state is ChangeState.OPEN)
     if service.status is transition.during and change is not None and change.state is ChangeState.MERGED:
         if transition.target is not transition.starts_from:
@@ -111,19 +139,21 @@ async def begin(
             )
         if change is not None:  # the previous attempt was concluded: start a fresh branch
             branch = _next_attempt(branch, identifier, transition)
-        if transition is not DECOMMISSION:
+        if allocating:
             # Check the new request fits before touching anything.
-            await core.plan(_desired(service, bandwidth, ip_package), inventory)
-        await inventory.update_service(identifier, MAIN, status=transition.during)
-    await inventory.create_branch(branch)
-    if bandwidth is not None or ip_package is not None:
-        await inventory.update_service(identifier, branch, bandwidth=bandwidth, ip_package=ip_package)
+            core.plan_from(core.desired(service, bandwidth, ip_package), view)
+    await inventory.branch_off(
+        identifier,
+        branch,
+        status=None if resuming else transition.during,
+        bandwidth=bandwidth,
+        ip_package=ip_package,
+    )
     return branch
 
 
 async def plan_on_branch(identifier: str, inventory: Inventory, branch: str) -> core.Plan:
-    service = await get_service(identifier, inventory, branch)
-    return await core.plan(service.as_request(), inventory, branch)
+    return await core.plan_service(identifier, inventory, branch)
 
 
 async def mark_target(identifier: str, transition: Transition, inventory: Inventory, branch: str) -> None:
@@ -133,9 +163,13 @@ async def mark_target(identifier: str, transition: Transition, inventory: Invent
 async def request_review(
     identifier: str, transition: Transition, inventory: Inventory, branch: str
 ) -> ProposedChange:
-    service = await get_service(identifier, inventory, branch)
+    view = await inventory.planning_view(identifier, branch, allocating=False)
+    service = view.service
+    if service is None:
+        raise UnknownService(identifier)
     title = f"{transition.name.capitalize()} {identifier} ({service.site}, {service.bandwidth.mbps} Mbit/s, {service.ip_package.value})"
-    return await inventory.open_proposed_change(branch, title, describe(service, transition))
+    known = [change for change in view.changes if change.branch == branch]
+    return await inventory.open_proposed_change(branch, title, describe(service, transition), known=known)
 
 
 async def conclude(identifier: str, transition: Transition, inventory: Inventory, branch: str) -> Outcome:
@@ -245,12 +279,6 @@ def _next_attempt(branch: str, identifier: str, transition: Transition) -> str:
     return _branch(identifier, transition, attempt + 1)
 
 
-def _desired(service: Service, bandwidth: Bandwidth | None, ip_package: IpPackage | None) -> ServiceRequest:
-    return service.as_request().model_copy(
-        update={"bandwidth": bandwidth or service.bandwidth, "ip_package": ip_package or service.ip_package}
-    )
-
-
 def _already_there(
     service: Service, transition: Transition, bandwidth: Bandwidth | None, ip_package: IpPackage | None
 ) -> bool:
@@ -276,6 +304,7 @@ __all__ = [
     "conclude",
     "current_transition",
     "describe",
+    "latest_attempt",
     "mark_target",
     "plan_on_branch",
     "prepare",

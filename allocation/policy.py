@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv4Network
-from typing import Literal
+from typing import Literal, get_args
 
 from allocation.intent import IpPackage
 from allocation.model import Port
+from allocation.model import Role as Role  # re-exported: callers name it policy.Role
 
 PREFIX_LENGTH: Mapping[IpPackage, int] = {
     IpPackage.SMALL: 29,
@@ -22,7 +23,6 @@ VLAN_POOL = "Customer vlan pool"
 PREFIX_POOL = "Customer prefixes pool"
 DEFAULT_L2DOMAIN = "default"
 
-Role = Literal["vlan", "prefix", "port", "gateway"]
 Transition = Literal["deliver", "modify", "decommission"]
 
 
@@ -56,6 +56,20 @@ def allocation_key(service_identifier: str, role: Role, detail: str | int | None
 
 def branch_name(service_identifier: str, transition: Transition) -> str:
     return f"{service_identifier.lower()}-{transition}"
+
+
+def is_service_branch(service_identifier: str, branch: str) -> bool:
+    """Whether ``branch`` is one of the service's transition branches (any attempt)."""
+    transitions = "|".join(get_args(Transition))
+    return (
+        re.fullmatch(rf"{re.escape(branch_prefix(service_identifier))}({transitions})(-[0-9]+)?", branch)
+        is not None
+    )
+
+
+def branch_prefix(service_identifier: str) -> str:
+    """What every branch of the service starts with."""
+    return f"{service_identifier.lower()}-"
 
 
 def site_pools(site: str, pool_names: Collection[str], l2domains: Collection[str]) -> tuple[str, str, str]:

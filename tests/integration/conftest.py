@@ -54,6 +54,26 @@ async def sdk_query(
     return data
 
 
+# What one service holds in the pools and ports, as its reservations record it: per service, so
+# that other clients of a shared Infrahub allocating at the same time do not disturb the count.
+HELD = """
+query Held($identifier: String!) {
+  ServiceReservation(service_identifier__value: $identifier) {
+    edges { node { resource { value } claimed_on { value } released_on { value } } }
+  }
+}
+"""
+
+
+async def held(identifier: str) -> dict[str, tuple[str, str | None]]:
+    """The service's reservations: resource -> (claimed on, released on)."""
+    data = await sdk_query(HELD, {"identifier": identifier})
+    return {
+        r["node"]["resource"]["value"]: (r["node"]["claimed_on"]["value"], r["node"]["released_on"]["value"])
+        for r in data["ServiceReservation"]["edges"]
+    }
+
+
 async def pool_and_port_usage(inventory: InfrahubInventory, site: str) -> tuple[dict[str, int], int]:
     """What the pools hold (VLAN IDs, prefix addresses) and how many of the site's ports are taken."""
     pools = {p.name: p.used for p in await inventory.pool_usage()}
@@ -88,3 +108,14 @@ async def merge_in_infrahub(change_id: str, within_seconds: float = 420.0) -> No
                     if "open state" not in str(exc.errors).lower():
                         raise
             await asyncio.sleep(1.0)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (minutes of Infrahub merges each) run only when asked for: ``make test-slow``
+    (``-m slow``) or ``RUN_SLOW=1``; ``make test`` and CI leave them out."""
+    if "slow" in str(config.getoption("-m") or "") or os.environ.get("RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with `make test-slow` (pytest -m slow) or RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -22,7 +22,7 @@ from allocation.errors import InventoryUnavailable, PortTaken
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN
 from allocation.settings import InfrahubSettings
-from tests.integration.conftest import requires_infrahub
+from tests.integration.conftest import held, requires_infrahub, sdk_query
 from tests.support import request
 
 pytestmark = [pytest.mark.integration, requires_infrahub]
@@ -59,10 +59,12 @@ async def main_view(identifier: str) -> dict[str, Any]:
     return node
 
 
-async def usage(inventory: InfrahubInventory) -> tuple[dict[str, int], int]:
-    pools = {p.name: p.used for p in await inventory.pool_usage()}
-    ports = sum(p.used for p in await inventory.port_usage() if p.site == SITE)
-    return pools, ports
+LEFT_ON_MAIN = """
+query Left($vlan: String!, $prefix: String!) {
+  IpamVLAN(name__value: $vlan) { count }
+  IpamPrefix(prefix__value: $prefix) { edges { node { service { node { id } } } } }
+}
+"""
 
 
 async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> None:
@@ -77,7 +79,6 @@ async def test_a_service_lives_and_dies_on_infrahub(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    before = await usage(infrahub)
     await lifecycle.request_service(
         request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.MEDIUM), infrahub
     )
@@ -112,14 +113,18 @@ async def test_a_service_lives_and_dies_on_infrahub(
         IPv4Interface(gateway["ip_addresses"]["edges"][0]["node"]["address"]["value"]) == impl.gateway.address
     )
 
-    held = await usage(infrahub)
-    assert held[0][policy.VLAN_POOL] == before[0][policy.VLAN_POOL] + 1
-    assert held[0][policy.PREFIX_POOL] == before[0][policy.PREFIX_POOL] + 16
-    assert held[1] == before[1] + 1
+    # One VLAN ID, one /28 and one port, each recorded once for every branch, as main's.
+    records = await held(identifier)
+    assert records == {
+        f"vlan:{impl.vlan.l2domain}:{impl.vlan.vlan_id}": ("main", None),
+        f"prefix:{impl.prefix}": ("main", None),
+        f"port:{impl.port.port.id}": ("main", None),
+    }
 
     # A rerun of a finished transition changes nothing.
     assert await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub) is None
-    assert await usage(infrahub) == held
+    assert await held(identifier) == records
+    assert await main_view(identifier) == view
 
     start = infrahub.round_trips
     await approve(infrahub, identifier, lifecycle.DECOMMISSION)
@@ -129,7 +134,10 @@ async def test_a_service_lives_and_dies_on_infrahub(
     view = await main_view(identifier)
     assert view["vlan"]["node"] is None and view["prefix"]["node"] is None
     assert view["dedicated_interfaces"]["edges"] == []
-    assert await usage(infrahub) == before  # the VLAN ID, the prefix and the port are back
+    assert await held(identifier) == {}  # the VLAN ID, the prefix and the port are back
+    left = await sdk_query(LEFT_ON_MAIN, {"vlan": f"vlan__{identifier}", "prefix": str(impl.prefix)})
+    assert left["IpamVLAN"]["count"] == 0
+    assert all(p["node"]["service"]["node"] is None for p in left["IpamPrefix"]["edges"])  # not ours
     assert await lifecycle.prepare(identifier, lifecycle.DECOMMISSION, infrahub) is None
 
 
@@ -137,18 +145,20 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    before = await usage(infrahub)
     await lifecycle.request_service(request(identifier, site=SITE), infrahub)
     first = await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub)
     assert first is not None
     branch = first.branch
     allocated = (await lifecycle.get_service(identifier, infrahub, branch)).implementation
-    held = await usage(infrahub)
+    records = await held(identifier)
+    assert len(records) == 3 and {c for c, _ in records.values()} == {branch}  # claimed on the branch
 
+    start = infrahub.round_trips
     again = await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub)
+    print(f"prepare again: {infrahub.round_trips - start} round trips")
     assert again is not None and again.id == first.id
     assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
-    assert await usage(infrahub) == held
+    assert await held(identifier) == records
 
     # Rejected: everything the branch took goes back at once.
     await infrahub.close_proposed_change(first.id)
@@ -157,7 +167,8 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
         is lifecycle.Outcome.REJECTED
     )
     assert (await lifecycle.get_service(identifier, infrahub)).status is ServiceStatus.DRAFT
-    assert await usage(infrahub) == before
+    assert await held(identifier) == {}
+    assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation.empty
 
 
 async def test_two_clients_racing_for_one_port_cannot_both_win(new_id: Callable[[], str]) -> None:
