@@ -142,6 +142,9 @@ async def begin(
         if allocating:
             # Check the new request fits before touching anything.
             core.plan_from(core.desired(service, bandwidth, ip_package), view)
+    under_review = change is not None and change.branch == branch and change.state is ChangeState.OPEN
+    if resuming and under_review and bandwidth is None and ip_package is None:
+        return branch  # the branch is there, under review, and nothing on it is to change
     await inventory.branch_off(
         identifier,
         branch,

@@ -149,6 +149,7 @@ async def lifecycle_of(meter: Meter, request: ServiceRequest) -> None:
 
 async def main(count: int) -> Meter:
     inventory = InfrahubInventory.from_settings(InfrahubSettings())
+    inventory.merge_timeout = 1800.0  # a shared, busy Infrahub: merges queue behind its global merge lock
     tasks = TaskManager()
     meter = Meter(inventory, tasks)
     run = int(time.time()) % 100000

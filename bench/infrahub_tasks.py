@@ -9,7 +9,9 @@ step that caused them.
 
 from __future__ import annotations
 
+import json
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,3 +103,30 @@ class TaskManager:
 
 def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+async def caused_by(tasks: TaskManager, texts: list[str], since: datetime) -> dict[str, list[float]]:
+    """Task seconds per Infrahub flow, over every flow run (sub-flows included) due since ``since``
+    whose name or parameters mention one of ``texts`` (branch names, proposed change names): the
+    work Infrahub did for those services, whether anyone waited for it or not."""
+    found: dict[str, list[float]] = defaultdict(list)
+    offset = 0
+    while True:
+        body = {
+            "flow_runs": {"expected_start_time": {"after_": since.isoformat()}},
+            "limit": 200,
+            "offset": offset,
+        }
+        try:
+            rows = await tasks._post("/flow_runs/filter", body)
+        except httpx.HTTPError:
+            return dict(found)
+        for row in rows:
+            text = str(row.get("name", "")) + json.dumps(row.get("parameters") or {})
+            if any(t in text for t in texts):
+                found[await tasks._flow_name(str(row["flow_id"]))].append(
+                    float(row.get("total_run_time") or 0.0)
+                )
+        if len(rows) < 200:
+            return dict(found)
+        offset += 200

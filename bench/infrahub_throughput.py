@@ -32,7 +32,7 @@ from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
 from allocation.model import Implementation
 from allocation.settings import InfrahubSettings
-from bench.infrahub_tasks import TaskManager
+from bench.infrahub_tasks import TaskManager, caused_by
 
 SITE = "tput01"
 PORTS_PER_SWITCH = 20
@@ -139,6 +139,7 @@ class Run:
     requests: int = 0
     errors: list[str] = field(default_factory=list)
     merge_tasks: list[dict[str, float]] = field(default_factory=list)
+    infrahub_task_seconds: dict[str, float] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -203,6 +204,8 @@ async def measure(k: int, prefix: str, tasks: TaskManager) -> Run:
         for m in merges
         if m.flow == "proposed-change-merge"
     ]
+    caused = await caused_by(tasks, [prefix, prefix.lower()], since)
+    run.infrahub_task_seconds = {flow: round(sum(times), 1) for flow, times in caused.items()}
     done = [impl for impl in implementations if impl is not None]
     vlans = Counter((impl.vlan.l2domain, impl.vlan.vlan_id) for impl in done if impl.vlan)
     prefixes = Counter(str(impl.prefix) for impl in done if impl.prefix)
@@ -307,7 +310,9 @@ async def main(ks: list[int], keep: bool) -> list[Run]:
                 f"{run.per_minute:.2f} services/min; per service {min(run.per_service_seconds, default=0):.0f}-"
                 f"{max(run.per_service_seconds, default=0):.0f}s; {run.requests / max(1, k):.1f} requests each; "
                 f"merge tasks {sum(m['run'] for m in run.merge_tasks):.0f}s run, "
-                f"{sum(m['queued'] for m in run.merge_tasks):.0f}s queued; checks {run.checks}; errors {run.errors}",
+                f"{sum(m['queued'] for m in run.merge_tasks):.0f}s queued; Infrahub task seconds for these "
+                f"services {sum(run.infrahub_task_seconds.values()):.0f} {run.infrahub_task_seconds}; "
+                f"checks {run.checks}; errors {run.errors}",
                 flush=True,
             )
     finally:

@@ -119,3 +119,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _forget_this_runs_branches() -> AsyncIterator[None]:
+    """At the end, the branches this run left open (rejected deliveries keep theirs by design, the
+    generator's test branches, lost races) are deleted: every open branch costs a diff update at every
+    merge anybody makes on a shared Infrahub. Their proposed changes stay."""
+    yield
+    if not os.environ.get("INFRAHUB_ADDRESS"):
+        return
+    mark = f"it{_RUN}-"
+    try:
+        found = await sdk_query("query { Branch { name } }")
+        for name in [b["name"] for b in found["Branch"] if mark in b["name"]]:
+            await sdk_query(
+                "mutation($n: String!) { BranchDelete(data: {name: $n}, wait_until_completion: false) { ok } }",
+                {"n": name},
+            )
+    except Exception as exc:  # clean-up only: never fail the run for it
+        print(f"could not delete this run's branches: {exc}")

@@ -777,7 +777,10 @@ class InfrahubInventory:
         second = self._configure(
             identifier, changes, branch, node, records, held, l3s, site, new_vlan, new_prefix
         )
-        await self._write(second, branch)
+        _, errors = await self._send(second, branch)
+        if errors:
+            await self._recorded_elsewhere(identifier, second, errors)
+            raise GraphQLError(errors=errors)
         if first or second:
             self._wrote[(identifier, branch)] = [
                 i for i in (held.vlan_id, held.prefix_id, *held.gateway_ids) if i is not None
@@ -800,13 +803,18 @@ class InfrahubInventory:
                 ops.append(m.delete("DcimInterfaceL3", interface["id"]))
         elif role == "port":
             for interface in interfaces(node, "DcimInterfaceL2"):
-                ops.append(_free_port(interface["id"]))
                 record = _record(records, _port_resource(_key(interface)))
                 if record is not None:
                     ops.append(_release_record(record, branch))
+                ops.append(_free_port(interface["id"]))
             held.port = None
         elif role == "prefix" and held.prefix_id is not None and held.prefix is not None:
             record = _record(records, _prefix_resource(held.prefix))
+            # The reservation goes first: mutations run one after the other, and a prefix deleted
+            # before its reservation is free in the pool for a concurrent allocation that then finds
+            # it reserved.
+            if record is not None:
+                ops.append(_release_record(record, branch))
             if branch == MAIN or (record is not None and value(record, "claimed_on") == branch):
                 ops.append(m.delete("IpamPrefix", held.prefix_id))
             else:
@@ -819,19 +827,17 @@ class InfrahubInventory:
                         {"id": held.prefix_id, "status": m.attr(RELEASED_PREFIX_STATUS), "service": None},
                     )
                 )
-            if record is not None:
-                ops.append(_release_record(record, branch))
             held.prefix_id = held.prefix = None
         elif role == "vlan" and held.vlan_id is not None and held.vlan is not None:
             record = _record(records, _vlan_resource(held.vlan))
             made_here = record is not None and value(record, "claimed_on") == branch
+            if record is not None:
+                ops.append(_release_record(record, branch))
             if branch == MAIN or made_here:
                 ops.append(m.delete("IpamVLAN", held.vlan_id))
             elif value(peer(node, "vlan"), "status") != RELEASED_VLAN_STATUS:
                 # Main holds it (or nobody recorded where it was made): deleted from main after the merge.
                 ops.append(m.update("IpamVLAN", {"id": held.vlan_id, "status": m.attr(RELEASED_VLAN_STATUS)}))
-            if record is not None:
-                ops.append(_release_record(record, branch))
             held.vlan_id = held.vlan = None
         return ops
 
@@ -873,7 +879,9 @@ class InfrahubInventory:
         if vlan is not None and _record(records, _vlan_resource(vlan)) is None:
             pool = changes.vlan.pool if changes.vlan else site.vlan_pool if site else None
             if new_vlan is not None or pool is not None:
-                ops.append(_reserve(identifier, _vlan_resource(vlan), "vlan", branch, pool=pool))
+                ops.append(
+                    _reserve(identifier, _vlan_resource(vlan), "vlan", branch, pool=pool, alias="vlan_record")
+                )
         if prefix is not None and _record(records, _prefix_resource(prefix)) is None:
             pool = changes.prefix.pool if changes.prefix else site.prefix_pool if site else None
             if new_prefix or pool is not None:
@@ -885,6 +893,7 @@ class InfrahubInventory:
                         branch,
                         pool=pool,
                         size=prefix.num_addresses,
+                        alias="prefix_record",
                     )
                 )
         if changes.gateway is not None:
@@ -922,6 +931,31 @@ class InfrahubInventory:
             if _node_missing(error) and names.get(str(path[0])) is not None:
                 continue
             raise GraphQLError(errors=errors)
+
+    async def _recorded_elsewhere(
+        self, identifier: str, ops: list[m.Op], errors: list[dict[str, Any]]
+    ) -> None:
+        """A VLAN ID or prefix a pool has just handed out is still recorded for another service: the
+        pools and the reservations disagree (a release on a branch by a client that deletes instead of
+        setting aside, under review). Raised as a domain error, so the step gives back what it took."""
+        names = {m.name_of(op, i): op for i, op in enumerate(ops)}
+        for error in errors:
+            op = names.get(str((error.get("path") or [""])[0]))
+            if (
+                op is None
+                or not op.alias.endswith("_record")
+                or "unique" not in str(error.get("message", ""))
+            ):
+                continue
+            resource = str(op.data["resource"]["value"])
+            found = nodes(await self._gql(q.RESERVATION, {"resource": resource}), RESERVATION)
+            holder = found[0] if found else {}
+            raise ServiceConflict(
+                f"{resource.split(':', 1)[0]} {resource.split(':', 1)[1]}, handed to {identifier} by its pool, is "
+                f"still recorded for {value(holder, 'service_identifier')} (claimed on {value(holder, 'claimed_on')}, "
+                f"released on {value(holder, 'released_on')}): a release under review elsewhere; try again once "
+                "it is concluded"
+            )
 
     async def _held_by(self, identifier: str, resource: str) -> bool:
         found = nodes(await self._gql(q.RESERVATION, {"resource": resource}), RESERVATION)
@@ -1190,13 +1224,7 @@ class InfrahubInventory:
             return
         if pending is None:
             pending = await self._gql(q.CHANGE_AND_PENDING, {"branch": branch})
-        ops = [
-            m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)})
-            for n in nodes(pending, "claimed")
-        ]
-        ops += [m.delete(RESERVATION, n["id"]) for n in nodes(pending, "released")]
-        ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(pending, "IpamVLAN")]
-        ops += [m.delete("IpamPrefix", n["id"]) for n in nodes(pending, "IpamPrefix")]
+        ops = _pending_ops(pending)
         # A merged branch keeps its own copy of what it created, and both pools read every branch:
         # while the branch lives, a VLAN ID or prefix it allocated stays taken even after main deletes
         # it. Its proposed changes stay (merged) for the record.
@@ -1221,8 +1249,15 @@ class InfrahubInventory:
             and not (exists and not gave_back and _on_branch_delete(e))
         ]
         if [e for e in unexpected if (e.get("path") or [""])[0] != "branch_delete"]:
-            raise GraphQLError(errors=unexpected)
-        if unexpected:
+            # Infrahub does not always say "not found" when a concurrent party deleted the node first
+            # (seen: an internal error, "'NoneType' object has no attribute 'has_changelog'"): read
+            # again, and what is still left is what failed.
+            left = _pending_ops(await self._gql(q.CHANGE_AND_PENDING, {"branch": branch}))
+            if left:
+                _, errors = await self._send(left, MAIN)
+                if [e for e in errors if not _node_missing(e)]:
+                    raise GraphQLError(errors=unexpected)
+        if [e for e in unexpected if (e.get("path") or [""])[0] == "branch_delete"]:
             await self._wait_branch_gone(branch, unexpected)
         self._finished.add(branch)
 
@@ -1234,6 +1269,18 @@ class InfrahubInventory:
             if time.monotonic() > deadline:
                 raise GraphQLError(errors=errors)
             await asyncio.sleep(2.0)
+
+
+def _pending_ops(pending: dict[str, Any]) -> list[m.Op]:
+    """What a merge leaves to do on main, from ``CHANGE_AND_PENDING``: claims made on the branch become
+    main's, reservations released there go, and so do the VLANs and prefixes set aside there."""
+    ops = [
+        m.update(RESERVATION, {"id": n["id"], "claimed_on": m.attr(MAIN)}) for n in nodes(pending, "claimed")
+    ]
+    ops += [m.delete(RESERVATION, n["id"]) for n in nodes(pending, "released")]
+    ops += [m.delete("IpamVLAN", n["id"]) for n in nodes(pending, "IpamVLAN")]
+    ops += [m.delete("IpamPrefix", n["id"]) for n in nodes(pending, "IpamPrefix")]
+    return ops
 
 
 def _node_missing(error: dict[str, Any]) -> bool:
@@ -1355,7 +1402,9 @@ def _forget_unconfigured_claims(
     ]
 
 
-def _reserve(identifier: str, resource: str, kind: str, branch: str, **extra: str | int | None) -> m.Op:
+def _reserve(
+    identifier: str, resource: str, kind: str, branch: str, *, alias: str = "", **extra: str | int | None
+) -> m.Op:
     """Record ``resource`` as held by ``identifier`` for every branch: reservations are
     branch-agnostic and unique, so the create fails if another service holds it."""
     data = {
@@ -1365,7 +1414,7 @@ def _reserve(identifier: str, resource: str, kind: str, branch: str, **extra: st
         "claimed_on": m.attr(branch),
         **{name: m.attr(v) for name, v in extra.items() if v is not None},
     }
-    return m.create(RESERVATION, data)
+    return m.create(RESERVATION, data, alias=alias)
 
 
 def _gateway(
