@@ -29,6 +29,7 @@ from typing import Any
 
 from allocation import lifecycle
 from allocation.backends.infrahub import InfrahubInventory
+from allocation.errors import InventoryUnavailable
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
 from allocation.model import Implementation
 from allocation.settings import InfrahubSettings
@@ -39,6 +40,7 @@ PORTS_PER_SWITCH = 20
 RESOURCE = "198.19.200.0/22"
 VLAN_RANGE = (100, 999)
 INFRAHUBCTL = Path(sys.executable).parent / "infrahubctl"
+ATTEMPTS = 6
 
 TOPOLOGY = f"""---
 apiVersion: infrahub.app/v1
@@ -138,6 +140,7 @@ class Run:
     per_service_seconds: list[float] = field(default_factory=list)
     requests: int = 0
     errors: list[str] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)
     merge_tasks: list[dict[str, float]] = field(default_factory=list)
     infrahub_task_seconds: dict[str, float] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
@@ -161,28 +164,37 @@ def load_topology() -> None:
 
 
 async def deliver(identifier: str, timings: list[float], run: Run) -> Implementation | None:
-    """One delivery, start to concluded, on its own client."""
+    """One delivery, start to concluded, on its own client. Like the flows' tasks, a step that finds
+    Infrahub unavailable (a timeout on a busy server) is run again: every step is idempotent."""
     inventory = InfrahubInventory.from_settings(InfrahubSettings())
     inventory.merge_timeout = 3600.0  # K merges queue behind Infrahub's global merge lock
     started = time.perf_counter()
+    request = ServiceRequest(
+        service_identifier=identifier,
+        account_reference="ACC-TPUT",
+        site=SITE,
+        bandwidth=Bandwidth.G1,
+        ip_package=IpPackage.SMALL,
+    )
     try:
-        request = ServiceRequest(
-            service_identifier=identifier,
-            account_reference="ACC-TPUT",
-            site=SITE,
-            bandwidth=Bandwidth.G1,
-            ip_package=IpPackage.SMALL,
-        )
-        await lifecycle.request_service(request, inventory)
-        change = await lifecycle.prepare(identifier, lifecycle.DELIVER, inventory)
-        assert change is not None
-        await inventory.merge_proposed_change(change.id)
-        outcome = await lifecycle.conclude(identifier, lifecycle.DELIVER, inventory, change.branch)
-        assert outcome is lifecycle.Outcome.DONE, outcome
-        service = await lifecycle.get_service(identifier, inventory)
-        assert service.status is ServiceStatus.ACTIVE
-        timings.append(time.perf_counter() - started)
-        return service.implementation
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                await lifecycle.request_service(request, inventory)
+                change = await lifecycle.prepare(identifier, lifecycle.DELIVER, inventory)
+                if change is None:  # delivered by an earlier attempt
+                    _, change = await lifecycle.review_branch(identifier, lifecycle.DELIVER, inventory)
+                assert change is not None
+                await inventory.merge_proposed_change(change.id)
+                outcome = await lifecycle.conclude(identifier, lifecycle.DELIVER, inventory, change.branch)
+                assert outcome is lifecycle.Outcome.DONE, outcome
+                service = await lifecycle.get_service(identifier, inventory)
+                assert service.status is ServiceStatus.ACTIVE
+                timings.append(time.perf_counter() - started)
+                return service.implementation
+            except InventoryUnavailable as exc:
+                run.retries.append(f"{identifier} attempt {attempt}: {exc}"[:200])
+                await asyncio.sleep(10 * attempt)
+        raise RuntimeError(f"still unavailable after {ATTEMPTS} attempts")
     except Exception as exc:  # reported, and counted against the run
         run.errors.append(f"{identifier}: {type(exc).__name__}: {exc}"[:300])
         return None
@@ -250,7 +262,7 @@ async def leaks(inventory: InfrahubInventory) -> list[str]:
     return found
 
 
-async def clean(inventory: InfrahubInventory) -> None:
+async def clean(inventory: InfrahubInventory, prefix: str) -> None:
     """Remove the bench's services, their objects and reservations, then the site itself, from main."""
     services = [s for s in await inventory.list_services("main") if s.site == SITE]
     for service in services:
@@ -286,6 +298,12 @@ async def clean(inventory: InfrahubInventory) -> None:
             "prefix": RESOURCE,
         },
     )
+    branches = await inventory._gql("query { Branch { name } }")
+    for name in [b["name"] for b in branches["Branch"] if b["name"].startswith(prefix.lower())]:
+        await inventory._gql(
+            "mutation($n: String!) { BranchDelete(data: {name: $n}, wait_until_completion: false) { ok } }",
+            {"n": name},
+        )
     order = ["DcimDevice", "CoreIPPrefixPool", "CoreNumberPool", "IpamPrefix", "IpamL2Domain", "LocationSite"]
     for kind in order:
         for edge in data[kind]["edges"]:
@@ -312,12 +330,12 @@ async def main(ks: list[int], keep: bool) -> list[Run]:
                 f"merge tasks {sum(m['run'] for m in run.merge_tasks):.0f}s run, "
                 f"{sum(m['queued'] for m in run.merge_tasks):.0f}s queued; Infrahub task seconds for these "
                 f"services {sum(run.infrahub_task_seconds.values()):.0f} {run.infrahub_task_seconds}; "
-                f"checks {run.checks}; errors {run.errors}",
+                f"checks {run.checks}; retried steps {len(run.retries)}; errors {run.errors}",
                 flush=True,
             )
     finally:
         if not keep:
-            await clean(inventory)
+            await clean(inventory, f"TP{stamp}")
         await inventory.close()
         await tasks.close()
     return runs
