@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow lint bench infrahub-start infrahub-stop clean
+.PHONY: demo demo-stop test test-fast test-slow mutate lint bench infrahub-start infrahub-stop prefect-start prefect-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo lifecycle on the embedded inventory, every transition a Prefect flow on one local Prefect
+# server (SQLite; started on first use, reused afterwards, left running for a look at its UI).
 demo: $(STAMP)
-	$(BIN)/factory demo
+	python3 scripts/prefect-stack/stack start --db sqlite --workers 0
+	. .prefect-stack/env && $(BIN)/factory demo
+
+demo-stop:
+	python3 scripts/prefect-stack/stack stop
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache .
@@ -21,10 +27,21 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not integration and not browser"
+	$(BIN)/pytest -q -m "not integration and not browser and not deployed"
 
-# Lint, then every layer, integration included: scripts/run-tests starts (and afterwards stops)
-# the native Infrahub stack unless one is already running.
+# The exhaustive property runs (random examples, thousands of them): minutes, not part of test-fast.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m slow --run-slow
+
+# Mutation run of the allocation core against the fast unit and contract tests ([tool.mutmut] in
+# pyproject.toml), from scratch each time, then the score per file (scripts/mutation-score).
+mutate: $(STAMP)
+	rm -rf mutants
+	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
+	$(BIN)/python scripts/mutation-score
+
+# Lint, then every layer, integration and deployed included: scripts/run-tests starts (and
+# afterwards stops) the native Infrahub stack and the PostgreSQL Prefect stack unless running.
 test: $(STAMP) lint
 	scripts/run-tests
 
@@ -39,8 +56,15 @@ infrahub-start:
 infrahub-stop:
 	python3 scripts/infrahub-stack/stack stop
 
+# Production-shaped Prefect: PostgreSQL, the server, the work pool and one worker (README "Production").
+prefect-start: $(STAMP)
+	python3 scripts/prefect-stack/stack start
+
+prefect-stop:
+	python3 scripts/prefect-stack/stack stop
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.core --services 1000 --services 10000
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants mutants.log

@@ -74,19 +74,6 @@ class Plan(BaseModel):
     current: Implementation
     steps: tuple[PlannedStep, ...]
 
-    def markdown(self) -> str:
-        r = self.request
-        lines = [
-            f"**{r.service_identifier}** for account `{r.account_reference}` at **{self.site.shortname}** "
-            f"({self.site.name}): {r.bandwidth.mbps} Mbit/s, {r.ip_package.value} package "
-            f"(/{self.prefix_length}, {policy.usable_hosts(self.prefix_length)} usable addresses).",
-            "",
-            "| resource | action | detail |",
-            "|---|---|---|",
-            *(f"| {s.role} | {s.action.value} | {s.detail} |" for s in self.steps),
-        ]
-        return "\n".join(lines)
-
 
 async def plan(request: ServiceRequest, inventory: Inventory, branch: str = MAIN) -> Plan:
     """Decide what the request gets, checking every resource is available. Raises domain errors.

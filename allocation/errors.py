@@ -45,6 +45,14 @@ class MissingDevice(AllocationError):
         super().__init__(f"site {site} has no {role} device with index {index}")
 
 
+class PermissionDenied(AllocationError):
+    """The source of truth refused the account this action (Infrahub's permissions)."""
+
+
+class Unauthenticated(AllocationError):
+    """The source of truth no longer accepts the credentials (an expired or revoked token)."""
+
+
 class PortTaken(Exception):
     """A port was claimed by someone else between plan and apply. Internal: the core re-plans."""
 

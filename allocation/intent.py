@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # DIA-0042, BIZ-7, ACME2-000123: a product prefix, a dash, a number. Upper case only, so that
 # the branch name derived from it (lower-cased) maps back to exactly one service.
@@ -80,3 +80,22 @@ class ServiceRequest(BaseModel):
 
 def is_valid_identifier(value: str) -> bool:
     return re.fullmatch(SERVICE_IDENTIFIER_PATTERN, value) is not None
+
+
+# What to tell a person instead of pydantic's terse messages, per field of a request.
+_FIELD_HINTS = {
+    "service_identifier": "must look like DIA-0042: an upper-case product prefix, a dash, digits",
+    "account_reference": "give the customer account (1 to 64 characters), e.g. ACC-1234",
+    "site": "give a site short name such as par01 (lower-case letters, digits, dashes)",
+    "bandwidth": "choose 100 (100M), 1000 (1G) or 10000 (10G)",
+    "ip_package": "choose small, medium or large",
+}
+
+
+def field_messages(error: ValidationError) -> dict[str, str]:
+    """One readable message per field of a refused request ("" for the request as a whole)."""
+    messages: dict[str, str] = {}
+    for e in error.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        messages.setdefault(field, _FIELD_HINTS.get(field, e["msg"]))
+    return messages

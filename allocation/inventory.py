@@ -48,11 +48,34 @@ class Inventory(Protocol):
     # services
     async def get_service(self, identifier: str, branch: str) -> Service | None: ...
 
-    async def list_services(self, branch: str) -> list[Service]: ...
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        """Services as ``branch`` sees them, ordered by identifier; only those with the status (on
+        that branch) and at the site when given; ``limit`` of them from ``offset`` (all by default)."""
+        ...
 
-    async def create_service(self, request: ServiceRequest) -> Service:
-        """Record a draft service on main. Idempotent for the same request; raises ServiceConflict
-        when the identifier exists with another account or site."""
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        """How many services ``list_services`` with the same filters returns without a limit."""
+        ...
+
+    async def create_service(self, request: ServiceRequest, *, requested_by: str | None = None) -> Service:
+        """Record a draft service on main, with the account that asked for it. Idempotent for the
+        same request; raises ServiceConflict when the identifier exists with another account or site."""
+        ...
+
+    async def withdraw_service(self, identifier: str) -> None:
+        """Remove a draft that never reached review, with what its delivery branch holds: what a
+        request refused during its delivery leaves behind. Raises ServiceConflict for a service that
+        is not a draft or has a proposed change."""
         ...
 
     async def update_service(
@@ -101,6 +124,10 @@ class Inventory(Protocol):
         ...
 
     # topology
+    async def list_sites(self) -> list[str]:
+        """Short names of every site, sorted."""
+        ...
+
     async def get_site(self, shortname: str) -> Site:
         """Raises UnknownSite."""
         ...
@@ -172,8 +199,16 @@ class Inventory(Protocol):
         """The newest proposed change of a branch."""
         ...
 
-    async def merge_proposed_change(self, change_id: str) -> ProposedChange: ...
+    async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
+        """Merge; the change records who decided (``by`` where the backend cannot tell: Infrahub
+        records the account whose credentials made the call and ignores ``by``)."""
+        ...
 
-    async def close_proposed_change(self, change_id: str) -> ProposedChange: ...
+    async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange: ...
+
+    # reconciliation
+    async def leaks(self) -> list[str]:
+        """Resources held for a service that no object on any branch holds any more."""
+        ...
 
     async def close(self) -> None: ...

@@ -93,6 +93,7 @@ class Service(_Frozen):
     ip_package: IpPackage
     status: ServiceStatus
     implementation: Implementation = Implementation()
+    requested_by: str | None = None  # the account that recorded the request
 
     def as_request(self) -> ServiceRequest:
         return ServiceRequest(
@@ -117,6 +118,7 @@ class ProposedChange(_Frozen):
     state: ChangeState
     description: str = ""
     created_at: datetime | None = None
+    decided_by: str | None = None  # the account that merged or closed it
 
 
 class PoolUsage(_Frozen):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv4Network
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from allocation.intent import IpPackage
 from allocation.model import Port
@@ -23,7 +23,7 @@ VLAN_POOL = "Customer vlan pool"
 PREFIX_POOL = "Customer prefixes pool"
 DEFAULT_L2DOMAIN = "default"
 
-Transition = Literal["deliver", "modify", "decommission"]
+TransitionName = Literal["deliver", "modify", "decommission"]
 
 
 def prefix_length(package: IpPackage) -> int:
@@ -54,13 +54,33 @@ def allocation_key(service_identifier: str, role: Role, detail: str | int | None
     return f"{key}/{detail}" if detail is not None else key
 
 
-def branch_name(service_identifier: str, transition: Transition) -> str:
-    return f"{service_identifier.lower()}-{transition}"
+def branch_name(service_identifier: str, transition: TransitionName, attempt: int = 1) -> str:
+    """dia-0042-deliver; a retry after a rejection works on dia-0042-deliver-2, and so on."""
+    base = f"{service_identifier.lower()}-{transition}"
+    return base if attempt == 1 else f"{base}-{attempt}"
+
+
+_BRANCH = re.compile(r"^([a-z][a-z0-9]{1,9}-[0-9]{1,8})-(deliver|modify|decommission)(?:-([0-9]+))?$")
+
+
+def parse_branch(branch: str) -> tuple[str, TransitionName, int] | None:
+    """(service identifier, transition, attempt) of a review branch; None for any other branch."""
+    found = _BRANCH.fullmatch(branch)
+    if found is None:
+        return None
+    identifier, transition, attempt = found.groups()
+    return identifier.upper(), cast(TransitionName, transition), int(attempt or 1)
+
+
+def attempt_of(branch: str, service_identifier: str, transition: TransitionName) -> int:
+    """The attempt number a branch name carries (the inverse of branch_name)."""
+    base = branch_name(service_identifier, transition)
+    return 1 if branch == base else int(branch.removeprefix(base + "-"))
 
 
 def is_service_branch(service_identifier: str, branch: str) -> bool:
     """Whether ``branch`` is one of the service's transition branches (any attempt)."""
-    transitions = "|".join(get_args(Transition))
+    transitions = "|".join(get_args(TransitionName))
     return (
         re.fullmatch(rf"{re.escape(branch_prefix(service_identifier))}({transitions})(-[0-9]+)?", branch)
         is not None

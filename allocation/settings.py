@@ -31,12 +31,14 @@ class InfrahubSettings(BaseSettings):
     timeout: int = 60
 
 
-def open_inventory(settings: FactorySettings | None = None) -> Inventory:
+def open_inventory(settings: FactorySettings | None = None, *, access_token: str | None = None) -> Inventory:
+    """The configured inventory; on Infrahub, ``access_token`` (a person's JWT from Infrahub's login)
+    makes every call that person's instead of the API token's account."""
     settings = settings or FactorySettings()
     if settings.backend == "infrahub":
         from allocation.backends.infrahub import InfrahubInventory  # type: ignore[import-not-found,unused-ignore]  # noqa: I001
 
-        inventory: Inventory = InfrahubInventory.from_settings(InfrahubSettings())
+        inventory: Inventory = InfrahubInventory.from_settings(InfrahubSettings(), access_token=access_token)
         return inventory
     from allocation.backends.embedded import EmbeddedInventory
 

@@ -1,7 +1,8 @@
 """Throughput and memory of the allocation core on the embedded backend, at growing scale.
 
-For N services spread over a synthetic 50-site operator: request + plan + apply on the service's
-branch (the core), then the review round (proposed change, merge), then decommission + merge.
+For N services spread over a synthetic 50-site operator, with the plain runner on the transition
+declarations: request, then delivery up to its open proposed change (begin, plan, allocate, mark,
+open), then the architect's round (merge, conclude), then decommission + merge.
 Cost per service is reported per slice of the run, to show it stays flat as the inventory fills.
 
     python -m bench.core --services 1000 --services 10000
@@ -16,9 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from allocation import core, lifecycle, policy
+from allocation import runner
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
+from allocation.steps import Work
+from allocation.transitions import DECOMMISSION, DELIVER
 from bench.topology import site_name, write_topology
 
 PACKAGES = (IpPackage.SMALL, IpPackage.SMALL, IpPackage.MEDIUM, IpPackage.LARGE)
@@ -49,32 +52,31 @@ async def run(count: int, sites: int, ports: int, workdir: Path) -> dict[str, fl
     slice_rates: list[float] = []
 
     apply_s = 0.0
+    changes: list[Work] = []
     for chunk in range(slices):
         part = batch[chunk * count // slices : (chunk + 1) * count // slices]
         t0 = time.perf_counter()
         for request in part:
             await inventory.create_service(request)
-            branch = await lifecycle.begin(request.service_identifier, lifecycle.DELIVER, inventory)
-            assert branch is not None
-            await core.apply(await core.plan(request, inventory, branch), inventory, branch)
+            work = await runner.run(Work(request.service_identifier, DELIVER, inventory))
+            changes.append(work)
         elapsed = time.perf_counter() - t0
         apply_s += elapsed
         slice_rates.append(len(part) / elapsed)
 
     t0 = time.perf_counter()
-    for request in batch:
-        identifier = request.service_identifier
-        branch = policy.branch_name(identifier, "deliver")
-        await lifecycle.mark_target(identifier, lifecycle.DELIVER, inventory, branch)
-        review = await lifecycle.request_review(identifier, lifecycle.DELIVER, inventory, branch)
-        await inventory.merge_proposed_change(review.id)
+    for work in changes:
+        assert work.change is not None
+        await inventory.merge_proposed_change(work.change.id)
+        await runner.settle(work)
     review_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     for request in batch:
-        change = await lifecycle.prepare(request.service_identifier, lifecycle.DECOMMISSION, inventory)
-        assert change is not None
-        await inventory.merge_proposed_change(change.id)
+        work = await runner.run(Work(request.service_identifier, DECOMMISSION, inventory))
+        assert work.change is not None
+        await inventory.merge_proposed_change(work.change.id)
+        await runner.settle(work)
     release_s = time.perf_counter() - t0
 
     leaks = await inventory.leaks()

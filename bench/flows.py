@@ -1,9 +1,10 @@
-"""Cost of running the lifecycle as Prefect flows over calling the lifecycle steps directly.
+"""Cost of running a transition as a Prefect flow over running the same declaration with plain calls.
 
 Both sides do the same work on the embedded backend: deliver (allocate on a branch, proposed change,
-merge) then decommission (release, proposed change, merge), one service at a time. The flow side
-runs in Prefect's ephemeral mode with an architect merging each proposed change as soon as it opens;
-one warm-up cycle (ephemeral server start) is left out of the figures.
+merge) then decommission (release, proposed change, merge), one service at a time, with an architect
+merging each proposed change as soon as it opens. The flow side records its runs on the Prefect
+server PREFECT_API_URL names, or in Prefect's ephemeral mode without one; one warm-up cycle is left
+out of the figures.
 
     python -m bench.flows --cycles 50
 """
@@ -22,13 +23,17 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
-from allocation import core, lifecycle
+from allocation import intake
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import ServiceRequest
+from allocation.policy import TransitionName
+from allocation.runner import Poll, run_transition
 from allocation.settings import FactorySettings
+from allocation.transitions import DECOMMISSION, DELIVER, TRANSITIONS
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SITES = ("par01", "lyn01", "ams01", "bru01")
+MERGE_AT_ONCE = Poll(60, first_seconds=0.002, ceiling_seconds=0.01)
 
 
 def request_for(number: int) -> ServiceRequest:
@@ -41,46 +46,49 @@ def request_for(number: int) -> ServiceRequest:
     )
 
 
+async def _merging(
+    identifier: str, name: TransitionName, inventory: EmbeddedInventory, run: Awaitable[object]
+) -> None:
+    from allocation import architect
+
+    approver = asyncio.ensure_future(
+        architect.when_open(
+            identifier, TRANSITIONS[name], "merge", inventory, first_seconds=0.002, ceiling_seconds=0.01
+        )
+    )
+    try:
+        await run
+    finally:
+        approver.cancel()
+
+
 async def bare_cycle(inventory: EmbeddedInventory, request: ServiceRequest) -> tuple[float, float]:
     identifier = request.service_identifier
-    await lifecycle.request_service(request, inventory)
+    await intake.record(request, inventory)
     started = time.perf_counter()
-    branch = await lifecycle.begin(identifier, lifecycle.DELIVER, inventory)
-    assert branch is not None
-    await core.apply(await lifecycle.plan_on_branch(identifier, inventory, branch), inventory, branch)
-    await lifecycle.mark_target(identifier, lifecycle.DELIVER, inventory, branch)
-    change = await lifecycle.request_review(identifier, lifecycle.DELIVER, inventory, branch)
-    await inventory.merge_proposed_change(change.id)
-    assert (
-        await lifecycle.conclude(identifier, lifecycle.DELIVER, inventory, branch) is lifecycle.Outcome.DONE
-    )
-    delivered = time.perf_counter()
-    branch = await lifecycle.begin(identifier, lifecycle.DECOMMISSION, inventory)
-    assert branch is not None
-    await core.release(identifier, inventory, branch)
-    await lifecycle.mark_target(identifier, lifecycle.DECOMMISSION, inventory, branch)
-    change = await lifecycle.request_review(identifier, lifecycle.DECOMMISSION, inventory, branch)
-    await inventory.merge_proposed_change(change.id)
-    await lifecycle.conclude(identifier, lifecycle.DECOMMISSION, inventory, branch)
-    return delivered - started, time.perf_counter() - delivered
+    delivered = run_transition(DELIVER, identifier, inventory, wait=MERGE_AT_ONCE)
+    await _merging(identifier, "deliver", inventory, delivered)
+    middle = time.perf_counter()
+    retired = run_transition(DECOMMISSION, identifier, inventory, wait=MERGE_AT_ONCE)
+    await _merging(identifier, "decommission", inventory, retired)
+    return middle - started, time.perf_counter() - middle
 
 
-async def flow_cycle(request: ServiceRequest) -> tuple[float, float]:
-    import flows
+async def flow_cycle(inventory: EmbeddedInventory, request: ServiceRequest) -> tuple[float, float]:
+    from flows.decommission import decommission
+    from flows.deliver import deliver
+    from flows.params import DecommissionParams, DeliverParams, LocalWait
 
-    review = flows.Review(poll_seconds=0.002, max_poll_seconds=0.01)
-    await flows.request_service(request)
+    identifier = request.service_identifier
+    local = LocalWait(seconds=60)
+    await intake.record(request, inventory)
     started = time.perf_counter()
-    result = await flows.run_transition(
-        "deliver", request.service_identifier, auto_approve=True, review=review
-    )
-    assert result.outcome is flows.Outcome.DONE
-    delivered = time.perf_counter()
-    result = await flows.run_transition(
-        "decommission", request.service_identifier, auto_approve=True, review=review
-    )
-    assert result.outcome is flows.Outcome.DONE
-    return delivered - started, time.perf_counter() - delivered
+    run = deliver(DeliverParams(service_identifier=identifier), local)
+    await _merging(identifier, "deliver", inventory, run)
+    middle = time.perf_counter()
+    run = decommission(DecommissionParams(service_identifier=identifier), local)
+    await _merging(identifier, "decommission", inventory, run)
+    return middle - started, time.perf_counter() - middle
 
 
 async def measure(
@@ -104,14 +112,18 @@ async def main(cycles: int) -> None:
         bare = await measure(cycles, lambda r: bare_cycle(inventory, r))
         await inventory.close()
 
-        os.environ["FACTORY_DB"] = str(fresh_inventory(Path(tmp), "flows"))
+        flows_path = fresh_inventory(Path(tmp), "flows")
+        os.environ["FACTORY_DB"] = str(flows_path)
         assert FactorySettings().db is not None
-        flowed = await measure(cycles, flow_cycle)
+        inventory = EmbeddedInventory(flows_path)
+        flowed = await measure(cycles, lambda r: flow_cycle(inventory, r))
+        await inventory.close()
 
     def ms(values: list[float]) -> tuple[float, float]:
         return statistics.mean(values) * 1000, statistics.median(values) * 1000
 
-    print(f"{cycles} deliver + decommission cycles, embedded backend, Prefect ephemeral mode\n")
+    where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral mode"
+    print(f"{cycles} deliver + decommission cycles, embedded backend, flows on {where}\n")
     print(
         f"{'transition':<14}{'bare mean':>11}{'flow mean':>11}{'flow p50':>10}{'overhead':>10}  (ms per run)"
     )

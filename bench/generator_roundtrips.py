@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from allocation import lifecycle
+from allocation import intake
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.settings import InfrahubSettings
@@ -133,7 +133,7 @@ async def main() -> dict[str, dict[str, int]]:
     branch = f"gen-{identifier.lower()}"
     figures: dict[str, dict[str, int]] = {}
     try:
-        await lifecycle.request_service(
+        await intake.record(
             ServiceRequest(
                 service_identifier=identifier,
                 account_reference="ACC-GEN",

@@ -1,10 +1,10 @@
 """GraphQL round trips and seconds per service, per lifecycle phase, on a live Infrahub.
 
-Delivers and decommissions a few services through the same lifecycle steps the flows run (request,
-begin, plan, apply, review, merge, conclude), counting the HTTP requests the Infrahub backend sends
+Delivers and decommissions a few services through the transition declarations the flows run (every
+declared step, measured through the runner's executor), counting the HTTP requests the Infrahub backend sends
 in each phase with its own counting requester, and reading from Infrahub's task manager the tasks
 each phase waited on (branch creation, merge, branch deletion): how long they were queued and ran.
-It also applies once more on the delivered branch (a rerun that finds everything in place).
+It also runs the delivery's steps once more on its branch (a rerun that finds everything in place).
 
 The merge is reported apart: its request waits for Infrahub's merge task, and is sent again while
 Infrahub refuses it (the proposed change's pipeline still running).
@@ -20,22 +20,25 @@ import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from allocation import core, lifecycle
+from allocation import intake, runner
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
+from allocation.results import Outcome
 from allocation.settings import InfrahubSettings
+from allocation.steps import Step, Work
+from allocation.transitions import DECOMMISSION, DELIVER
 from bench.infrahub_tasks import TaskManager, TaskRun
 
 T = TypeVar("T")
 SITES = ("lyn01", "par01", "ams01")
 MERGE = "merge"
-EXTRA = ("deliver: apply again",)  # measured, not part of a lifecycle
+AGAIN = " again"  # a phase measured apart, not part of a lifecycle
 
 
 @dataclass
@@ -100,7 +103,7 @@ class Meter:
                 f"{name:<28}{row['requests']:>9.1f}{row['seconds']:>9.2f}"
                 f"{row['infrahub_task_run_seconds']:>10.1f}{row['infrahub_task_queued_seconds']:>8.1f}"
             )
-            if name in EXTRA:
+            if name.endswith(AGAIN):
                 continue
             bucket = "merge" if name.endswith(MERGE) else "lifecycle"
             totals[bucket][0] += row["requests"]
@@ -110,41 +113,32 @@ class Meter:
 
 
 async def lifecycle_of(meter: Meter, request: ServiceRequest) -> None:
+    """Request, then deliver and decommission through the declarations (every declared step measured
+    through the runner's executor), the architect's merge and the conclusion apart."""
     inventory, identifier = meter.inventory, request.service_identifier
-    await meter.measure("request", partial(lifecycle.request_service, request, inventory))
-    for transition in (lifecycle.DELIVER, lifecycle.DECOMMISSION):
+    await meter.measure("request", partial(intake.record, request, inventory))
+    for transition in (DELIVER, DECOMMISSION):
         name = transition.name
-        branch = await meter.measure(
-            f"{name}: begin",
-            partial(lifecycle.begin, identifier, transition, inventory),
-            f"Create branch {identifier.lower()}-{name}",
-        )
-        assert branch is not None
-        if transition is lifecycle.DELIVER:
-            plan = await meter.measure(
-                f"{name}: plan", partial(lifecycle.plan_on_branch, identifier, inventory, branch)
-            )
-            await meter.measure(f"{name}: apply", partial(core.apply, plan, inventory, branch))
-            await meter.measure(f"{name}: apply again", partial(core.apply, plan, inventory, branch))
-        else:
-            await meter.measure(f"{name}: release", partial(core.release, identifier, inventory, branch))
-        await meter.measure(
-            f"{name}: mark target", partial(lifecycle.mark_target, identifier, transition, inventory, branch)
-        )
-        change = await meter.measure(
-            f"{name}: review", partial(lifecycle.request_review, identifier, transition, inventory, branch)
-        )
+
+        async def metered(step: Step, work: Work, name: str = name) -> Work:
+            related = [f"Create branch {identifier.lower()}-{name}"] if step.name == "begin" else []
+            return await meter.measure(f"{name}: {step.name}", partial(step, work), *related)
+
+        work = await runner.run(Work(identifier, transition, inventory), execute=metered)
+        assert work.change is not None and work.branch is not None
+        if transition is DELIVER:  # a rerun of the steps that finds everything in place
+            again = replace(work, change=None)
+            for step in transition.steps:
+                again = await meter.measure(f"{name}: {step.name} again", partial(step, again))
         await meter.measure(
             f"{name}: {MERGE}",
-            partial(inventory.merge_proposed_change, change.id),
+            partial(inventory.merge_proposed_change, work.change.id),
             f"Merge propose change: {name.capitalize()} {identifier}",
-            f"Delete branch {branch}",
-            f"Merge branch {branch}",
+            f"Delete branch {work.branch}",
+            f"Merge branch {work.branch}",
         )
-        outcome = await meter.measure(
-            f"{name}: conclude", partial(lifecycle.conclude, identifier, transition, inventory, branch)
-        )
-        assert outcome is lifecycle.Outcome.DONE, outcome
+        settled = await meter.measure(f"{name}: conclude", partial(runner.settle, work))
+        assert settled.outcome is Outcome.DONE, settled.outcome
 
 
 async def main(count: int) -> Meter:

@@ -27,12 +27,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from allocation import lifecycle
+from allocation import attempts, intake, runner
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.errors import InventoryUnavailable
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
 from allocation.model import Implementation
+from allocation.results import Outcome
 from allocation.settings import InfrahubSettings
+from allocation.steps import Work, read_service
+from allocation.transitions import DELIVER
 from bench.infrahub_tasks import TaskManager, caused_by
 
 SITE = "tput01"
@@ -179,15 +182,16 @@ async def deliver(identifier: str, timings: list[float], run: Run) -> Implementa
     try:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                await lifecycle.request_service(request, inventory)
-                change = await lifecycle.prepare(identifier, lifecycle.DELIVER, inventory)
+                await intake.record(request, inventory)
+                work = await runner.run(Work(identifier, DELIVER, inventory))
+                change = work.change
                 if change is None:  # delivered by an earlier attempt
-                    _, change = await lifecycle.review_branch(identifier, lifecycle.DELIVER, inventory)
+                    change = (await attempts.latest(identifier, DELIVER.name, inventory)).change
                 assert change is not None
                 await inventory.merge_proposed_change(change.id)
-                outcome = await lifecycle.conclude(identifier, lifecycle.DELIVER, inventory, change.branch)
-                assert outcome is lifecycle.Outcome.DONE, outcome
-                service = await lifecycle.get_service(identifier, inventory)
+                settled = await runner.settle(Work(identifier, DELIVER, inventory, branch=change.branch))
+                assert settled.outcome is Outcome.DONE, settled.outcome
+                service = await read_service(inventory, identifier)
                 assert service.status is ServiceStatus.ACTIVE
                 timings.append(time.perf_counter() - started)
                 return service.implementation

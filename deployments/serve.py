@@ -1,80 +1,98 @@
-"""Serve every lifecycle flow from one process: ``python -m deployments.serve``.
+"""Serve every lifecycle flow from one process: ``python -m deployments.serve`` (development).
 
-- ``request``, ``deliver``, ``modify``, ``decommission``: manual runs from the Prefect UI (their
-  parameters are pydantic models, so the UI renders a form) or the API;
-- ``deliver`` also runs on the event ``factory.service.requested`` (emitted by the served
-  ``request`` deployment), for the service named in the event;
-- ``reconcile`` runs every 5 minutes and on Infrahub's proposed-change events (forwarded to
-  Prefect's ``/api/events``), one run at a time; it concludes reviewed transitions and resumes the
-  deployed runs suspended while they waited for the review.
-
-Point PREFECT_API_URL at a Prefect server first (``prefect server start``): served runs suspend
-while a review is pending, which needs a server that outlives the process.
+The deployments are those of ``deployments/catalog.py``, the same ones ``prefect.yaml`` puts on the
+work pool for production. Point PREFECT_API_URL at a Prefect server first (``prefect server
+start`` or ``scripts/prefect-stack/stack start``): served runs suspend while a review is pending,
+which needs a server that outlives the process.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib
 from datetime import timedelta
+from typing import Any
 
-from prefect import aserve
+from prefect import Flow
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
+from prefect.runner import Runner
+from prefect.utilities.callables import ParameterSchema
 
-from flows import decommission, deliver, modify, reconcile, request
-from flows.request import SERVICE_REQUESTED
-
-RECONCILE_EVERY = timedelta(minutes=5)
-PROPOSED_CHANGE_EVENTS = {
-    "infrahub.proposed_change.merged",
-    "infrahub.proposed_change.closed",
-    "factory.proposed_change.merged",
-    "factory.proposed_change.closed",
-}
-TAGS = ["service-factory"]
+from deployments.catalog import RECONCILE_EVERY, Deployment, EventTrigger, catalog
+from deployments.forms import form_schema, known_sites
 
 
-async def build() -> list[RunnerDeployment]:
-    deliver_on_request = DeploymentEventTrigger(
-        name="deliver requested services",
-        expect={SERVICE_REQUESTED},
-        match={"prefect.resource.id": "factory.service.*"},
-        parameters={"params": {"service_identifier": "{{ event.resource['factory.service.identifier'] }}"}},
+def flow_of(deployment: Deployment) -> Flow[..., object]:
+    flow = getattr(importlib.import_module(deployment.module), deployment.function)
+    if not isinstance(flow, Flow):
+        raise TypeError(f"{deployment.entrypoint} is not a Prefect flow")
+    return flow
+
+
+def trigger(spec: EventTrigger) -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        name=spec.name, expect=set(spec.expect), match=dict(spec.match), parameters=dict(spec.parameters)
     )
-    reconcile_on_review = DeploymentEventTrigger(
-        name="reconcile on proposed change merged or closed",
-        expect=PROPOSED_CHANGE_EVENTS,
-    )
-    return [
-        await request.ato_deployment(
-            "request",
-            parameters={"announce": True},
-            tags=TAGS,
-            description="Record a draft service; announces it so that delivery starts.",
-        ),
-        await deliver.ato_deployment(
-            "deliver", triggers=[deliver_on_request], tags=TAGS, description="draft -> active, via review"
-        ),
-        await modify.ato_deployment(
-            "modify", tags=TAGS, description="new bandwidth or IP package, via review"
-        ),
-        await decommission.ato_deployment(
-            "decommission", tags=TAGS, description="active -> decommissioned, resources back in their pools"
-        ),
-        await reconcile.ato_deployment(
-            "reconcile",
-            interval=RECONCILE_EVERY,
-            triggers=[reconcile_on_review],
-            concurrency_limit=1,
-            tags=TAGS,
-            description="Finish reviewed transitions, resume suspended runs, report leaks",
-        ),
-    ]
 
 
-async def main() -> None:
-    await aserve(*await build())
+async def build(
+    reconcile_every: timedelta = RECONCILE_EVERY, sites: list[str] | None = None
+) -> list[RunnerDeployment]:
+    """The catalog's deployments, with the forms of deployments/forms.py (sites read from the inventory
+    unless given)."""
+    sites = sites if sites is not None else await known_sites()
+    built = []
+    for deployment in catalog(reconcile_every):
+        flow = flow_of(deployment)
+        runner_deployment = await flow.ato_deployment(
+            deployment.name,
+            description=deployment.description,
+            parameters=dict(deployment.parameters) or None,
+            interval=deployment.interval,
+            triggers=[trigger(t) for t in deployment.triggers] or None,
+            concurrency_limit=deployment.concurrency_limit,
+            tags=list(deployment.tags),
+            paused=False,  # the runner pauses the schedules when it stops: serving again resumes them
+            enforce_parameter_schema=True,
+        )
+        runner_deployment._parameter_openapi_schema = ParameterSchema(
+            **form_schema(flow.parameters.model_dump(), sites)
+        )
+        built.append(runner_deployment)
+    return built
+
+
+class ServeRunner(Runner):
+    """Prefect's runner, stopping on SIGTERM as it does on Ctrl-C. Its own SIGTERM handler calls
+    the async ``stop`` from the event loop's thread without awaiting it ("coroutine
+    'Runner.astop' was never awaited") and exits on the spot."""
+
+    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+        self._logger.info("SIGTERM received, stopping")
+        loop = asyncio.get_running_loop()
+        # From a signal handler: schedule the stop through the loop's wake-up pipe.
+        loop.call_soon_threadsafe(lambda: setattr(self, "_stop_task", loop.create_task(self.astop())))
+
+
+async def main(reconcile_every: timedelta = RECONCILE_EVERY) -> None:
+    # As `prefect.aserve`, whose runner pauses the deployments' schedules when it stops.
+    runner = ServeRunner(pause_on_shutdown=True)
+    for deployment in await build(reconcile_every):
+        await runner.aadd_deployment(deployment)
+        print(f"serving {deployment.name}")
+    await runner.start()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(prog="python -m deployments.serve", description=__doc__)
+    parser.add_argument(
+        "--reconcile-every",
+        type=float,
+        default=RECONCILE_EVERY.total_seconds(),
+        metavar="SECONDS",
+        help=f"the safety net's interval (default {RECONCILE_EVERY.total_seconds():.0f})",
+    )
+    args = parser.parse_args()
+    asyncio.run(main(timedelta(seconds=args.reconcile_every)))

@@ -1,4 +1,9 @@
-"""The demo lifecycle on a fresh embedded inventory, through the Prefect flows: what a new user runs first."""
+"""The demo lifecycle on a fresh embedded inventory: what a new user runs first.
+
+With PREFECT_API_URL set (``make demo`` starts or reuses one local Prefect server) every transition
+runs as a Prefect flow recorded there, so its runs, tasks and waits show in the UI; without it the
+same declarations run in this process with no Prefect at all.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from allocation import intake
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.model import MAIN
 from allocation.settings import FactorySettings
 from factory_cli import render
+from flows import submit
 
 DEMO_REQUESTS = (
     ("DIA-0001", "ACC-1001", "par01", Bandwidth.G1, IpPackage.SMALL),
@@ -30,47 +37,46 @@ def run_demo(db: Path, console: Console) -> int:
     inventory = EmbeddedInventory(db)
     counts = inventory.load(FactorySettings().data)
     console.print(f"[bold]Otter-net loaded[/] into {db}: {sum(counts.values())} objects")
-    # The flows open the inventory from configuration, like a deployed worker would.
+    # Flow runs open the inventory from configuration, as a deployed worker would.
     os.environ["FACTORY_BACKEND"] = "embedded"
-    os.environ["FACTORY_DB"] = str(db)
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ["FACTORY_DB"] = str(db.resolve())
     return asyncio.run(_lifecycle(inventory, console))
 
 
 async def _lifecycle(inventory: EmbeddedInventory, console: Console) -> int:
-    from flows import request_service as record
-    from flows import run_transition
-
+    api = os.environ.get("PREFECT_API_URL")
+    console.print(
+        f"Prefect: every transition runs as a flow on {api}"
+        if api
+        else "Prefect: not configured, the plain runner"
+    )
     try:
-        with console.status("starting Prefect (ephemeral mode)...") as status:
-            for identifier, account, site, bandwidth, package in DEMO_REQUESTS:
-                status.update(
-                    f"{identifier}: request, allocate on its branch, wait for the architect's merge..."
-                )
-                await record(
-                    ServiceRequest(
-                        service_identifier=identifier,
-                        account_reference=account,
-                        site=site,
-                        bandwidth=bandwidth,
-                        ip_package=package,
-                    )
-                )
-                result = await run_transition("deliver", identifier, auto_approve=True)
-                console.print(
-                    f"deliver {identifier}: {result.outcome.value} (proposed change {result.proposed_change} "
-                    f"on {result.branch}, merged by the architect)"
-                )
+        for identifier, account, site, bandwidth, package in DEMO_REQUESTS:
+            request = ServiceRequest(
+                service_identifier=identifier,
+                account_reference=account,
+                site=site,
+                bandwidth=bandwidth,
+                ip_package=package,
+            )
+            await intake.record(request, inventory)
+            result = await submit.transition("deliver", identifier, inventory, auto_approve=True)
+            console.print(
+                f"deliver {identifier}: {result.outcome.value} (proposed change {result.proposed_change} "
+                f"on {result.branch}, merged by the architect)",
+                markup=False,
+            )
         console.print(render.services_table(await inventory.list_services(MAIN), title="Delivered services"))
         console.print(render.pools_table(await inventory.pool_usage()))
 
-        with console.status(f"{RETIRED}: releasing on its branch, waiting for the merge..."):
-            result = await run_transition("decommission", RETIRED, auto_approve=True)
+        result = await submit.transition("decommission", RETIRED, inventory, auto_approve=True)
         console.print(f"decommission {RETIRED}: {result.outcome.value}, status {result.status.value}")
         console.print(render.pools_table(await inventory.pool_usage()))
         console.print(render.ports_table(await inventory.port_usage()))
         leaks = await inventory.leaks()
-        console.print(f"leaks: {len(leaks)}" + ("" if not leaks else f" {leaks}"))
+        console.print(f"leaks: {len(leaks)}" + ("" if not leaks else f" {leaks}"), markup=False)
+        if api:
+            console.print(f"See the runs in the Prefect UI: {api.removesuffix('/api')}/runs", markup=False)
         return 1 if leaks else 0
     finally:
         await inventory.close()

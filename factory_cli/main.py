@@ -1,48 +1,94 @@
 """factory: request, preview, review and retire Dedicated Internet services from a terminal.
 
 Every command opens the inventory chosen by configuration (FACTORY_BACKEND, FACTORY_DB; see
-allocation/settings.py), so the same commands drive the embedded file and a real Infrahub.
+allocation/settings.py), so the same commands drive the embedded file and a real Infrahub. State
+changes run the transitions declared in allocation/transitions.py: in this process with no Prefect
+at all, or through the Prefect server PREFECT_API_URL names (flows/submit.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
+import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from allocation import lifecycle
-from allocation.core import plan as make_plan
+from allocation import architect, history, intake
 from allocation.errors import AllocationError, InventoryUnavailable
-from allocation.intent import Bandwidth, IpPackage, ServiceRequest
+from allocation.intent import Bandwidth, IpPackage, ServiceRequest, field_messages
 from allocation.inventory import Inventory
-from allocation.model import MAIN, ChangeState
+from allocation.model import MAIN
+from allocation.results import Outcome, TransitionResult
 from allocation.settings import FactorySettings, open_inventory
+from allocation.steps import Changes, read_service
+from allocation.transitions import underway
 from factory_cli import render
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False)
 console = Console(width=None if sys.stdout.isatty() else 160)
-errors = Console(stderr=True)
 T = TypeVar("T")
 
 DbOption = Annotated[Path | None, typer.Option("--db", help="embedded inventory file (default: FACTORY_DB)")]
+AutoApprove = Annotated[
+    bool, typer.Option("--auto-approve", help="merge the proposed change as the architect")
+]
+Wait = Annotated[
+    float | None,
+    typer.Option(
+        help="seconds to wait for the architect's decision [default: 0, or 600 with --auto-approve]"
+    ),
+]
+
+
+class Refused(Exception):
+    """A one-line refusal with its exit code: 2 for bad input, 3 for an unreachable server."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own log lines")] = False,
+) -> None:
+    if not verbose:
+        # Prefect logs a refusal inside a flow as an error with its traceback; the one useful line
+        # is ours. Runs keep their full logs on the Prefect server.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "CRITICAL")
+        logging.getLogger("prefect").setLevel(logging.CRITICAL)
+
+
+def refuse(message: str, code: int = 2) -> typer.Exit:
+    """Print one line on stderr, never wrapped, never read as markup."""
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    return typer.Exit(code)
 
 
 def _settings(db: Path | None) -> FactorySettings:
     settings = FactorySettings()
-    return settings.model_copy(update={"db": db}) if db is not None else settings
+    if db is not None:
+        os.environ["FACTORY_DB"] = str(db)  # flow runs in this process open the inventory from configuration
+        return settings.model_copy(update={"db": db})
+    return settings
 
 
 def run(db: Path | None, work: Callable[[Inventory], Awaitable[T]]) -> T:
-    """Run one command against the configured inventory; turn known failures into a message and exit code."""
+    """Run one command against the configured inventory; turn known failures into one line and an exit code."""
 
-    async def main() -> T:
+    async def go() -> T:
         inventory = open_inventory(_settings(db))
         try:
             return await work(inventory)
@@ -50,32 +96,39 @@ def run(db: Path | None, work: Callable[[Inventory], Awaitable[T]]) -> T:
             await inventory.close()
 
     try:
-        return asyncio.run(main())
+        return asyncio.run(go())
     except (AllocationError, ValidationError) as error:
-        errors.print(f"[bold red]error:[/] {_message(error)}")
-        raise typer.Exit(2) from None
+        raise refuse(_message(error)) from None
     except InventoryUnavailable as error:
-        errors.print(f"[bold red]inventory unavailable:[/] {error}")
-        raise typer.Exit(3) from None
-
-
-def run_flow(db: Path | None, label: str, work: Callable[[], Awaitable[T]]) -> T:
-    """Run lifecycle flows in-process (Prefect's ephemeral mode unless PREFECT_API_URL is set),
-    with a spinner while they work and wait for review."""
-    if db is not None:
-        os.environ["FACTORY_DB"] = str(db)  # flows open the inventory from configuration
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    with console.status(label):
-        return run(db, lambda _inventory: work())
+        raise refuse(f"inventory unavailable: {error}", 3) from None
+    except Refused as error:
+        raise refuse(str(error), error.code) from None
+    except sqlite3.Error as error:
+        raise refuse(f"inventory file unavailable: {error}", 3) from None
+    except OSError as error:  # a file that cannot be opened, a connection refused
+        raise refuse(f"unavailable: {error}", 3) from None
+    except Exception as error:
+        if type(error).__module__.split(".")[0] in (
+            "httpx",
+            "httpcore",
+        ):  # the Prefect server does not answer
+            raise refuse(
+                f"Prefect server unavailable at {os.environ.get('PREFECT_API_URL')}: {error}", 3
+            ) from None
+        raise
 
 
 def _message(error: Exception) -> str:
     if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in error.errors()
+        )
     return str(error)
 
 
-def _request(identifier: str, account: str, site: str, bandwidth: str, package: str) -> ServiceRequest:
+def _request(
+    identifier: str, account: str, site: str, bandwidth: Bandwidth, package: IpPackage
+) -> ServiceRequest:
     try:
         return ServiceRequest(
             service_identifier=identifier,
@@ -85,8 +138,10 @@ def _request(identifier: str, account: str, site: str, bandwidth: str, package: 
             ip_package=package,
         )
     except ValidationError as error:
-        errors.print(f"[bold red]invalid request:[/] {_message(error)}")
-        raise typer.Exit(2) from None
+        hints = field_messages(error)
+        raise refuse(
+            "invalid request: " + "; ".join(f"{field}: {hint}" for field, hint in hints.items())
+        ) from None
 
 
 @app.command()
@@ -97,8 +152,7 @@ def load(
     """Load the bootstrap object files into the embedded inventory (idempotent)."""
     settings = _settings(db)
     if settings.backend != "embedded":
-        errors.print("load is for the embedded backend; load Infrahub with `infrahubctl object load data/`")
-        raise typer.Exit(2)
+        raise refuse("load is for the embedded backend; load Infrahub with scripts/infrahub-bootstrap")
     from allocation.backends.embedded import EmbeddedInventory
 
     inventory = EmbeddedInventory(settings.db)
@@ -117,25 +171,9 @@ def plan(
     account: Annotated[str, typer.Option()] = "preview",
     db: DbOption = None,
 ) -> None:
-    """Preview what a request would get. Reserves nothing."""
-    request = _request(identifier, account, site, bandwidth.value, package.value)
-    result = run(db, lambda inv: make_plan(request, inv))
-    console.print(render.plan_table(result))
-
-
-AutoApprove = Annotated[
-    bool, typer.Option("--auto-approve", help="merge the proposed change as the architect")
-]
-Wait = Annotated[
-    float | None,
-    typer.Option(help="seconds to wait for the review [default: 0, or 600 with --auto-approve]"),
-]
-
-
-def _review_policy(auto_approve: bool, wait: float | None) -> Any:
-    from flows import Review
-
-    return Review(timeout_seconds=wait if wait is not None else (600 if auto_approve else 0))
+    """Preview what a request would get. Reserves nothing; refuses what `request` would refuse."""
+    request = _request(identifier, account, site, bandwidth, package)
+    console.print(render.plan_table(run(db, lambda inv: intake.check(request, inv))))
 
 
 @app.command()
@@ -149,21 +187,20 @@ def request(
     wait: Wait = None,
     db: DbOption = None,
 ) -> None:
-    """Request a service: record it and run its delivery flow up to (or through) review."""
-    service_request = _request(identifier, account, site, bandwidth.value, package.value)
+    """Request a service: record it and run its delivery up to (or through) the architect's review."""
+    service_request = _request(identifier, account, site, bandwidth, package)
 
-    async def work() -> Any:
-        from flows import request_service, run_transition
+    async def work(inventory: Inventory) -> TransitionResult:
+        from flows import submit
 
-        await request_service(service_request)
-        return await run_transition(
-            "deliver",
-            service_request.service_identifier,
-            auto_approve=auto_approve,
-            review=_review_policy(auto_approve, wait),
-        )
+        async def deliver(service: str) -> TransitionResult:
+            return await submit.transition(
+                "deliver", service, inventory, wait_seconds=wait or 0, auto_approve=auto_approve
+            )
 
-    _report(run_flow(db, f"delivering {service_request.service_identifier}...", work))
+        return await intake.request_and_deliver(service_request, inventory, deliver, requested_by=_who())
+
+    _report(_spinning(f"delivering {service_request.service_identifier}...", db, work))
 
 
 @app.command()
@@ -177,22 +214,9 @@ def modify(
 ) -> None:
     """Change an active service's bandwidth or IP package through a reviewed change."""
     if bandwidth is None and package is None:
-        errors.print("[bold red]error:[/] give --bandwidth and/or --package")
-        raise typer.Exit(2)
-
-    async def work() -> Any:
-        from flows import run_transition
-
-        return await run_transition(
-            "modify",
-            identifier,
-            bandwidth=bandwidth,
-            ip_package=package,
-            auto_approve=auto_approve,
-            review=_review_policy(auto_approve, wait),
-        )
-
-    _report(run_flow(db, f"modifying {identifier.upper()}...", work))
+        raise refuse("give --bandwidth and/or --package")
+    changes = Changes(bandwidth=bandwidth, ip_package=package)
+    _report(_transition("modify", identifier, db, changes=changes, auto_approve=auto_approve, wait=wait))
 
 
 @app.command()
@@ -200,68 +224,117 @@ def decommission(
     identifier: str, auto_approve: AutoApprove = False, wait: Wait = None, db: DbOption = None
 ) -> None:
     """Retire a service: release its resources on a branch and open the proposed change."""
+    _report(_transition("decommission", identifier, db, auto_approve=auto_approve, wait=wait))
 
-    async def work() -> Any:
-        from flows import run_transition
 
-        return await run_transition(
-            "decommission", identifier, auto_approve=auto_approve, review=_review_policy(auto_approve, wait)
+def _transition(
+    name: Any,
+    identifier: str,
+    db: Path | None,
+    *,
+    auto_approve: bool,
+    wait: float | None,
+    changes: Changes | None = None,
+) -> TransitionResult:
+    service = _identifier(identifier)
+
+    async def work(inventory: Inventory) -> TransitionResult:
+        from flows import submit
+
+        return await submit.transition(
+            name, service, inventory, changes=changes, wait_seconds=wait or 0, auto_approve=auto_approve
         )
 
-    _report(run_flow(db, f"decommissioning {identifier.upper()}...", work))
+    return _spinning(f"{name} {service}...", db, work)
+
+
+def _identifier(identifier: str) -> str:
+    from flows.params import ServiceRef
+
+    try:
+        return ServiceRef(service_identifier=identifier).service_identifier
+    except ValidationError:
+        raise refuse(f"invalid identifier {identifier!r}: must look like DIA-0042") from None
+
+
+def _spinning(label: str, db: Path | None, work: Callable[[Inventory], Awaitable[T]]) -> T:
+    if not sys.stderr.isatty():
+        return run(db, work)
+    with Console(stderr=True).status(label):
+        return run(db, work)
 
 
 @app.command()
 def approve(identifier: str, db: DbOption = None) -> None:
     """As the architect: merge the service's open proposed change and finish its transition."""
-    _review(identifier, db, merge=True)
+    console.print(_decide(identifier, db, "merge"))
 
 
 @app.command()
 def reject(identifier: str, db: DbOption = None) -> None:
     """As the architect: close the service's open proposed change; what its branch took is given back."""
-    _review(identifier, db, merge=False)
+    console.print(_decide(identifier, db, "close"))
 
 
-def _review(identifier: str, db: Path | None, *, merge: bool) -> None:
+def _decide(identifier: str, db: Path | None, decision: architect.Decision) -> str:
+    service = _identifier(identifier)
+
     async def work(inventory: Inventory) -> str:
-        current = await lifecycle.current_transition(identifier.upper(), inventory)
-        if current is None or current[2].state is not ChangeState.OPEN:
-            raise AllocationError(f"{identifier.upper()} has no proposed change waiting for review")
-        transition, branch, change = current
-        if merge:
-            await inventory.merge_proposed_change(change.id)
-        else:
-            await inventory.close_proposed_change(change.id)
-        outcome = await lifecycle.conclude(identifier.upper(), transition, inventory, branch)
-        return f"{transition.name} of {identifier.upper()}: {outcome.value}"
+        decided = await architect.decide(service, decision, inventory, by=_who())
+        api = os.environ.get("PREFECT_API_URL")
+        if api and decided.branch and decided.proposed_change:
+            # What Infrahub's webhook sends when an architect decides there: the reconcile
+            # deployment's trigger resumes the run waiting on this branch.
+            await _announce(
+                api, decided.branch, "merged" if decision == "merge" else "closed", decided.proposed_change
+            )
+        return f"{decided.transition} of {service}: {decided.outcome.value} ({decided.message})"
 
-    console.print(run(db, work))
+    return run(db, work)
+
+
+async def _announce(api: str, branch: str, state: Literal["merged", "closed"], change_id: str) -> None:
+    import httpx
+
+    from deployments.events import proposed_change_event
+
+    event = proposed_change_event(branch, state, change_id, source="factory")
+    async with httpx.AsyncClient(timeout=10) as client:
+        (await client.post(f"{api.rstrip('/')}/events", json=[event])).raise_for_status()
+
+
+def _who() -> str:
+    """Who runs the command, as recorded with a request or a decision on the embedded file (Infrahub
+    records the account of the API token instead)."""
+    return os.environ.get("FACTORY_USER") or getpass.getuser()
 
 
 @app.command("list")
 def list_services(db: DbOption = None) -> None:
     """Every service on main with its resources."""
-    services = run(db, lambda inv: inv.list_services(MAIN))
-    console.print(render.services_table(services))
+    console.print(render.services_table(run(db, lambda inv: inv.list_services(MAIN))))
 
 
 @app.command()
 def show(identifier: str, db: DbOption = None) -> None:
-    """One service, its resources and its proposed change."""
+    """One service, its resources and the proposed change it waits on."""
+    service_id = _identifier(identifier)
 
-    async def work(inventory: Inventory) -> tuple[Any, Any]:
-        service = await lifecycle.get_service(identifier.upper(), inventory)
-        return service, await lifecycle.current_transition(identifier.upper(), inventory)
+    async def work(inventory: Inventory) -> tuple[Any, Any, Any]:
+        service = await read_service(inventory, service_id)
+        return service, await underway(service, inventory), await history.decisions(service_id, inventory)
 
-    service, current = run(db, work)
+    service, found, decisions = run(db, work)
     console.print(render.services_table([service], title=service.service_identifier))
-    if current is not None:
-        transition, branch, change = current
+    console.print(f"requested by {service.requested_by or 'unknown'}", markup=False)
+    if decisions:
+        console.print(render.decisions_table(decisions))
+    if found is not None and found.change is not None:
         console.print(
-            f"{transition.name} on branch [bold]{branch}[/]: proposed change {change.id} {change.state.value}"
+            f"{found.transition.name} on branch {found.branch}: proposed change {found.change.id} {found.change.state.value}",
+            markup=False,
         )
-        console.print(change.description)
+        console.print(found.change.description, markup=False)
 
 
 @app.command()
@@ -288,17 +361,79 @@ def demo(
     sys.exit(run_demo(db, console))
 
 
-def _report(result: Any) -> None:
-    """Print a flow's TransitionResult for service delivery."""
+def _report(result: TransitionResult) -> None:
+    """A run's result for service delivery."""
     console.print(
-        f"{result.service_identifier}: {result.outcome.value}, status {result.status.value} ({result.message})"
+        f"{result.service_identifier}: {result.outcome.value}, status {result.status.value} ({result.message})",
+        markup=False,
     )
     if result.proposed_change is not None:
-        console.print(f"proposed change {result.proposed_change} on branch [bold]{result.branch}[/]")
-        if result.outcome.value == "waiting":
-            console.print(f"an architect approves it with: factory approve {result.service_identifier}")
+        console.print(f"proposed change {result.proposed_change} on branch {result.branch}", markup=False)
+        if result.outcome is Outcome.WAITING:
+            console.print(
+                f"an architect approves it with: factory approve {result.service_identifier}", markup=False
+            )
     if result.resources is not None:
         console.print(render.handover_table(result.service_identifier, result.resources))
+
+
+accounts_app = typer.Typer(
+    no_args_is_help=True, help="The portal's local accounts (embedded backend; on Infrahub, Infrahub's own)."
+)
+app.add_typer(accounts_app, name="accounts")
+AccountsFile = Annotated[
+    Path | None,
+    typer.Option("--file", help="accounts file (default: FACTORY_ACCOUNTS or ~/.local/share/...)"),
+]
+
+
+@accounts_app.command("add")
+def accounts_add(
+    name: str,
+    role: Annotated[list[str], typer.Option("--role", help="delivery, architect or viewer (repeatable)")],
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+    file: AccountsFile = None,
+) -> None:
+    """Create an account (or give an existing one a new password and roles)."""
+    from portal import accounts
+
+    try:
+        roles = [accounts.Role(r) for r in role]
+    except ValueError:
+        raise refuse(f"unknown role in {role}: choose {', '.join(r.value for r in accounts.Role)}") from None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    path = file or accounts.path_from_env()
+    try:
+        account = accounts.add(path, name, password, roles)
+    except accounts.AccountError as error:
+        raise refuse(str(error)) from None
+    console.print(f"{account.name}: {', '.join(r.value for r in account.roles)} in {path}", markup=False)
+
+
+@accounts_app.command("list")
+def accounts_list(file: AccountsFile = None) -> None:
+    """Every account and its roles (never a password or a hash)."""
+    from portal import accounts
+
+    path = file or accounts.path_from_env()
+    found = accounts.load(path)
+    if not found:
+        console.print(f"no account in {path}", markup=False)
+    for account in found.values():
+        console.print(f"{account.name}: {', '.join(r.value for r in account.roles)}", markup=False)
+
+
+@accounts_app.command("remove")
+def accounts_remove(name: str, file: AccountsFile = None) -> None:
+    """Remove an account: its sessions end at their next request."""
+    from portal import accounts
+
+    if not accounts.remove(file or accounts.path_from_env(), name):
+        raise refuse(f"no account {name!r}")
+    console.print(f"{name} removed", markup=False)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from allocation.core import Plan
-from allocation.model import PoolUsage, PortUsage, ProposedChange, Service
+from allocation.model import PoolUsage, PortUsage, Service
 
 
 def services_table(services: list[Service], title: str = "Services") -> Table:
@@ -52,15 +52,6 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def change_table(changes: list[ProposedChange]) -> Table:
-    table = Table(title="Proposed changes")
-    for column in ("id", "branch", "state", "title"):
-        table.add_column(column)
-    for c in changes:
-        table.add_row(c.id, c.branch, c.state.value, c.name)
-    return table
-
-
 def pools_table(pools: list[PoolUsage]) -> Table:
     table = Table(title="Pools")
     for column in ("pool", "kind", "used", "total", "utilisation"):
@@ -77,6 +68,16 @@ def ports_table(ports: list[PortUsage]) -> Table:
         table.add_column(column)
     for p in ports:
         table.add_row(p.site, p.device, f"{p.speed_mbps} Mbit/s", str(p.free), str(p.used))
+    return table
+
+
+def decisions_table(decisions: list[Any]) -> Table:
+    """Every proposed change of a service and who decided it (allocation.history.Decision)."""
+    table = Table(title="Proposed changes")
+    for column in ("transition", "branch", "change", "state", "decided by"):
+        table.add_column(column)
+    for d in decisions:
+        table.add_row(d.transition, d.branch, d.change.id, d.change.state.value, d.decided_by or "-")
     return table
 
 

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from prefect import flow
 
-from allocation import lifecycle
-from flows.allocate import allocate_and_review
-from flows.common import run_name
-from flows.params import ModifyParams, TransitionResult
+from allocation.results import TransitionResult
+from allocation.steps import Changes
+from allocation.transitions import MODIFY
+from flows.engine import run_name, run_transition
+from flows.params import LocalWait, ModifyParams
 
 
-@flow(name="modify", flow_run_name=run_name("modify"), persist_result=False)
-async def modify(params: ModifyParams) -> TransitionResult:
+@flow(name="modify", flow_run_name=run_name("modify"), persist_result=False, description=MODIFY.summary)
+async def modify(params: ModifyParams, local_wait: LocalWait | None = None) -> TransitionResult:
     """A new bandwidth keeps the port if it is fast enough, else moves to one that is; a new package
-    takes a prefix of the new size and moves the gateway. What is replaced returns to its pool when
-    the change is merged; a closed change leaves the service active with its old resources."""
-    return await allocate_and_review(
-        params.service_identifier,
-        lifecycle.MODIFY,
-        params.review,
-        bandwidth=params.bandwidth,
-        ip_package=params.ip_package,
-    )
+    takes a prefix of the new size and moves the gateway. What is replaced returns to its pool with
+    the merge; a closed change leaves the service active with what it had."""
+    changes = Changes(bandwidth=params.bandwidth, ip_package=params.ip_package)
+    return await run_transition(MODIFY, params.service_identifier, changes, local_wait)

@@ -1,14 +1,11 @@
-"""Flow parameters and results: pydantic models, so the Prefect UI renders them as forms."""
+"""Flow parameters: pydantic models, so the Prefect UI renders them as forms and refuses bad input
+before a run starts."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-from ipaddress import IPv4Address
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from allocation.intent import SERVICE_IDENTIFIER_PATTERN, Bandwidth, IpPackage, ServiceStatus
-from allocation.model import Service
+from allocation.intent import SERVICE_IDENTIFIER_PATTERN, Bandwidth, IpPackage
 
 
 class _Params(BaseModel):
@@ -19,7 +16,10 @@ class ServiceRef(_Params):
     """Which service a transition acts on."""
 
     service_identifier: str = Field(
-        pattern=SERVICE_IDENTIFIER_PATTERN, description="e.g. DIA-0042", examples=["DIA-0042"]
+        pattern=SERVICE_IDENTIFIER_PATTERN,
+        title="Service identifier",
+        description="The service's identifier as recorded by its request, e.g. DIA-0042",
+        examples=["DIA-0042"],
     )
 
     @field_validator("service_identifier", mode="before")
@@ -28,31 +28,19 @@ class ServiceRef(_Params):
         return value.strip().upper() if isinstance(value, str) else value
 
 
-class Review(_Params):
-    """How a flow run waits for the architect to merge or close its proposed change."""
-
-    timeout_seconds: float = Field(
-        default=3600, ge=0, description="Local runs: stop polling after this; reconciliation finishes later"
-    )
-    poll_seconds: float = Field(default=0.2, gt=0, description="First poll interval (local runs)")
-    max_poll_seconds: float = Field(default=30, gt=0, description="Poll interval ceiling (local runs)")
-    suspend_timeout_seconds: int = Field(
-        default=14 * 24 * 3600, ge=60, description="Deployed runs: how long a suspended run can be resumed"
-    )
-
-
 class DeliverParams(ServiceRef):
-    review: Review = Review()
+    """Deliver a recorded (draft) service."""
 
 
 class DecommissionParams(ServiceRef):
-    review: Review = Review()
+    """Retire an active service; its resources return to their pools with the merge."""
 
 
 class ModifyParams(ServiceRef):
+    """A new bandwidth and/or IP package for an active service."""
+
     bandwidth: Bandwidth | None = Field(default=None, description="New bandwidth in Mbit/s")
     ip_package: IpPackage | None = Field(default=None, description="New IP package")
-    review: Review = Review()
 
     @model_validator(mode="after")
     def _something_changes(self) -> ModifyParams:
@@ -61,78 +49,18 @@ class ModifyParams(ServiceRef):
         return self
 
 
+class LocalWait(_Params):
+    """How long a run *without a deployment* (CLI, tests) polls for the architect's decision.
+    Deployed runs suspend instead and never use this; deployments leave it out of their form."""
+
+    seconds: float = Field(default=0, ge=0, le=7 * 24 * 3600)
+
+
 class ReconcileParams(_Params):
+    branch: str | None = Field(
+        default=None,
+        description="Only the service of this review branch (what an Infrahub event names); all when empty",
+    )
     resume_suspended: bool = Field(
         default=True, description="Resume suspended flow runs whose proposed change is no longer open"
     )
-
-
-class Outcome(StrEnum):
-    DONE = "done"  # the service reached the transition's target state on main
-    REJECTED = "rejected"  # the proposed change was closed: compensated, back where it started
-    WAITING = "waiting"  # the proposed change is still open; reconciliation will finish it
-
-
-class Handover(BaseModel):
-    """What service delivery hands to the customer."""
-
-    model_config = ConfigDict(frozen=True)
-
-    site: str
-    bandwidth_mbps: int
-    ip_package: IpPackage
-    vlan_id: int
-    prefix: str
-    gateway: IPv4Address
-    first_customer_address: IPv4Address
-    last_customer_address: IPv4Address
-    customer_addresses: int
-    port: str
-
-    @classmethod
-    def of(cls, service: Service) -> Handover | None:
-        impl = service.implementation
-        if impl.vlan is None or impl.prefix is None or impl.port is None or impl.gateway is None:
-            return None
-        hosts = list(impl.prefix.hosts())
-        customer = [h for h in hosts if h != impl.gateway.address.ip]
-        port = impl.port.port
-        return cls(
-            site=service.site,
-            bandwidth_mbps=service.bandwidth.mbps,
-            ip_package=service.ip_package,
-            vlan_id=impl.vlan.vlan_id,
-            prefix=str(impl.prefix),
-            gateway=impl.gateway.address.ip,
-            first_customer_address=customer[0],
-            last_customer_address=customer[-1],
-            customer_addresses=len(customer),
-            port=f"{port.device} {port.name} ({port.speed_mbps} Mbit/s)",
-        )
-
-
-class TransitionResult(BaseModel):
-    """What a lifecycle flow run ends with, whatever the architect decided."""
-
-    model_config = ConfigDict(frozen=True)
-
-    service_identifier: str
-    transition: str
-    outcome: Outcome
-    status: ServiceStatus = Field(description="The service's status on main when the flow ended")
-    branch: str | None = None
-    proposed_change: str | None = Field(default=None, description="Id of the proposed change")
-    message: str
-    resources: Handover | None = Field(default=None, description="What the customer gets (when active)")
-
-
-class ReconcileReport(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    concluded: dict[str, str] = Field(default_factory=dict, description="service -> outcome")
-    waiting: list[str] = Field(default_factory=list, description="services whose change is still open")
-    stalled: list[str] = Field(
-        default_factory=list, description="services in a transition with no proposed change yet"
-    )
-    resumed_flow_runs: list[str] = Field(default_factory=list)
-    leaks: list[str] | None = Field(default=None, description="None when the backend cannot tell")

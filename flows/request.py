@@ -2,41 +2,51 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from allocation.intent import ServiceRequest
-from flows import tasks
-from flows.common import inventory_session, run_name
-from flows.params import Outcome, TransitionResult
+from allocation import intake
+from allocation.intent import ServiceRequest, ServiceStatus
+from allocation.results import Outcome, TransitionResult
+from flows.engine import inventory_session, run_name
 
 SERVICE_REQUESTED = "factory.service.requested"
 
 
+@task(name="record request", cache_policy=NO_CACHE, persist_result=False)
+async def record(request: ServiceRequest) -> tuple[str, ServiceStatus, bool]:
+    async with inventory_session() as inventory:
+        service, created = await intake.record(request, inventory)
+    return service.service_identifier, service.status, created
+
+
 @flow(name="request", flow_run_name=run_name("request"), persist_result=False)
 async def request(params: ServiceRequest, announce: bool = False) -> TransitionResult:
-    """Idempotent for the same request. With ``announce``, emits ``factory.service.requested``. An unknown site or an identifier already used for another
-    account is refused with a domain error before anything is recorded."""
-    async with inventory_session() as inventory:
-        service = await tasks.record_request(params, inventory)
-    if announce:  # served: the deliver deployment's trigger starts delivery
+    """Record the request as a draft. The same request again changes nothing; the identifier asked for
+    with other values, an unknown site, or a request the inventory cannot serve now is refused before
+    anything is recorded. With ``announce`` a newly recorded service emits ``factory.service.requested``
+    (the deliver deployment's trigger)."""
+    identifier, status, created = await record(params)
+    if announce and created:
         emit_event(
             SERVICE_REQUESTED,
             resource={
-                "prefect.resource.id": f"factory.service.{service.service_identifier}",
-                "factory.service.identifier": service.service_identifier,
+                "prefect.resource.id": f"factory.service.{identifier}",
+                "factory.service.identifier": identifier,
             },
             payload={
-                "site": service.site,
-                "bandwidth": service.bandwidth.value,
-                "ip_package": service.ip_package.value,
+                "site": params.site,
+                "bandwidth": params.bandwidth.value,
+                "ip_package": params.ip_package.value,
             },
         )
+    verb = "recorded" if created else "already recorded"
     return TransitionResult(
-        service_identifier=service.service_identifier,
+        service_identifier=identifier,
         transition="request",
         outcome=Outcome.DONE,
-        status=service.status,
-        message=f"{service.service_identifier} recorded as {service.status.value} "
-        f"({service.site}, {service.bandwidth.mbps} Mbit/s, {service.ip_package.value})",
+        status=status,
+        message=f"{identifier} {verb} as {status.value} ({params.site}, {params.bandwidth.mbps} Mbit/s, "
+        f"{params.ip_package.value})",
     )

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from allocation.backends.embedded import EmbeddedInventory
 from tests.support import DATA
+
+# Property tests: the fast suite and the mutation run check the same examples every time (a failure
+# reproduces, a mutation score can be rerun); `make test-slow` explores at random, far longer.
+settings.register_profile(
+    "fast", max_examples=100, deadline=None, derandomize=True, database=None, print_blob=True
+)
+settings.register_profile(
+    "mutation", settings.get_profile("fast"), max_examples=10, phases=[Phase.explicit, Phase.generate]
+)
+settings.register_profile("slow", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow", action="store_true", help="run the exhaustive property runs (make test-slow)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="exhaustive property run: make test-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from ipaddress import IPv4Interface
 import pytest
 
 from allocation import policy
+from allocation.backends.embedded import EmbeddedInventory
 from allocation.errors import PortTaken, ServiceConflict, UnknownSite
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.inventory import Inventory
@@ -42,6 +43,8 @@ async def test_site_lists_its_devices_and_pools(backend: Inventory) -> None:
         (f"rb02-{SITE}", "edge", 2),
     }
     assert (site.vlan_pool, site.prefix_pool) == (policy.VLAN_POOL, policy.PREFIX_POOL)
+    listed = await backend.list_sites()
+    assert listed == sorted(listed) and {"ams01", "bru01", "lyn01", "par01"} <= set(listed)
     with pytest.raises(UnknownSite, match="unknown site 'nowhere1'"):
         await backend.get_site("nowhere1")
 
@@ -58,9 +61,12 @@ async def test_create_service_is_idempotent_and_identity_is_protected(
     backend: Inventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    await record(backend, identifier)
+    created = await backend.create_service(request(identifier, site=SITE), requested_by="contract-tester")
+    assert created.requested_by == "contract-tester"
     again = await backend.create_service(request(identifier, site=SITE))
     assert again.status is ServiceStatus.DRAFT and again.site == SITE
+    read = await backend.get_service(identifier, MAIN)
+    assert read is not None and read.requested_by == "contract-tester"  # who asked, kept
     with pytest.raises(ServiceConflict):
         await backend.create_service(request(identifier, site=SITE, account="SOMEONE-ELSE"))
 
@@ -198,10 +204,59 @@ async def test_a_closed_change_stays_closed(backend: Inventory, new_id: Callable
     await record(backend, identifier)
     await backend.create_branch(branch)
     change = await backend.open_proposed_change(branch, f"Deliver {identifier}", "contract test")
-    closed = await backend.close_proposed_change(change.id)
+    assert change.decided_by is None
+    closed = await backend.close_proposed_change(change.id, by="contract-architect")
     assert closed.state is ChangeState.CLOSED
+    # Who decided: what the caller says on the file; on Infrahub, the account of the credentials.
+    read = await backend.get_proposed_change(branch)
+    assert read is not None and read.decided_by
+    if isinstance(backend, EmbeddedInventory):
+        assert read.decided_by == "contract-architect"
     with pytest.raises(ServiceConflict):
         await backend.merge_proposed_change(change.id)
     reopened = await backend.open_proposed_change(branch, f"Deliver {identifier}", "second attempt")
     assert reopened.id != change.id and reopened.state is ChangeState.OPEN
     await backend.close_proposed_change(reopened.id)
+
+
+async def test_services_are_listed_a_page_at_a_time_and_filtered_by_status_and_site(
+    backend: Inventory, new_id: Callable[[], str]
+) -> None:
+    # A shared Infrahub holds other runs' services too: assert on ours and on what every row shows.
+    ours = [new_id() for _ in range(3)]
+    before = await backend.count_services(MAIN, status=ServiceStatus.IN_DELIVERY, site=SITE)
+    for identifier in ours:
+        await record(backend, identifier)
+    branch = policy.branch_name(ours[0], "deliver")
+    try:
+        await backend.update_service(ours[0], MAIN, status=ServiceStatus.IN_DELIVERY)
+        await backend.update_service(ours[1], MAIN, status=ServiceStatus.IN_DELIVERY)
+        await backend.create_branch(branch)
+        await backend.update_service(ours[0], branch, status=ServiceStatus.ACTIVE)
+
+        delivering = await backend.list_services(MAIN, status=ServiceStatus.IN_DELIVERY, site=SITE)
+        assert {ours[0], ours[1]} <= {s.service_identifier for s in delivering}
+        assert ours[2] not in {s.service_identifier for s in delivering}
+        assert all(s.status is ServiceStatus.IN_DELIVERY and s.site == SITE for s in delivering)
+        counted = await backend.count_services(MAIN, status=ServiceStatus.IN_DELIVERY, site=SITE)
+        assert counted == len(delivering) and counted >= before + 2  # others may add theirs meanwhile
+        elsewhere = await backend.list_services(MAIN, status=ServiceStatus.IN_DELIVERY, site="bru01")
+        assert not {ours[0], ours[1]} & {s.service_identifier for s in elsewhere}
+
+        # The status filter reads the branch: on the delivery branch ours[0] is active.
+        active_there = await backend.list_services(branch, status=ServiceStatus.ACTIVE, site=SITE)
+        assert ours[0] in {s.service_identifier for s in active_there}
+
+        # Pages are ordered by identifier, never longer than the limit, and follow each other.
+        everything = await backend.list_services(MAIN, site=SITE)
+        identifiers = [s.service_identifier for s in everything]
+        assert identifiers == sorted(identifiers) and set(ours) <= set(identifiers)
+        first = await backend.list_services(MAIN, site=SITE, limit=2)
+        second = await backend.list_services(MAIN, site=SITE, offset=2, limit=2)
+        assert len(first) == 2 and len(second) <= 2
+        assert [s.service_identifier for s in first + second] == identifiers[:4]
+        assert await backend.list_services(MAIN, site=SITE, offset=len(identifiers) + 10, limit=5) == []
+    finally:
+        for identifier in ours:  # drafts again, then gone with their delivery branch
+            await backend.update_service(identifier, MAIN, status=ServiceStatus.DRAFT)
+            await backend.withdraw_service(identifier)

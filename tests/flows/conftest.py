@@ -7,16 +7,29 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
+import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from allocation import lifecycle
+from allocation import architect as architects
 from allocation.backends.embedded import EmbeddedInventory
-from allocation.intent import ServiceRequest
-from allocation.model import MAIN, PoolUsage, Service
+from allocation.intent import Bandwidth, IpPackage, ServiceRequest
+from allocation.model import MAIN, ChangeState, PoolUsage, ProposedChange, Service
+from allocation.policy import TransitionName
+from allocation.results import TransitionResult
+from allocation.settings import open_inventory
+from allocation.transitions import TRANSITIONS, Transition
+from flows.decommission import decommission
+from flows.deliver import deliver
+from flows.modify import modify
+from flows.params import DecommissionParams, DeliverParams, LocalWait, ModifyParams, ReconcileParams
+from flows.reconcile import ReconcileReport, reconcile
+from flows.request import request
+from tests import lifecycle
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -79,15 +92,67 @@ async def on_main(inventory: EmbeddedInventory, identifier: str) -> Service:
     return await lifecycle.get_service(identifier, inventory, MAIN)
 
 
-async def deliver_directly(inventory: EmbeddedInventory, request: ServiceRequest) -> None:
-    """Set-up without Prefect: an active service through the bare lifecycle steps."""
-    from allocation import core
-
-    await lifecycle.request_service(request, inventory)
-    branch = await lifecycle.begin(request.service_identifier, lifecycle.DELIVER, inventory)
-    assert branch is not None
-    plan = await lifecycle.plan_on_branch(request.service_identifier, inventory, branch)
-    await core.apply(plan, inventory, branch)
-    await lifecycle.mark_target(request.service_identifier, lifecycle.DELIVER, inventory, branch)
-    change = await lifecycle.request_review(request.service_identifier, lifecycle.DELIVER, inventory, branch)
+async def deliver_directly(inventory: EmbeddedInventory, service: ServiceRequest) -> None:
+    """Set-up without Prefect: an active service through the plain runner."""
+    await lifecycle.request_service(service, inventory)
+    change = await lifecycle.prepare(service.service_identifier, lifecycle.DELIVER, inventory)
+    assert change is not None
     await inventory.merge_proposed_change(change.id)
+
+
+def proposed_changes(inventory: EmbeddedInventory) -> list[tuple[str, ChangeState]]:
+    """Every proposed change of the file, oldest first, read straight from it."""
+    rows = inventory._db.execute("SELECT branch, state FROM proposed_change ORDER BY seq").fetchall()
+    return [(branch, ChangeState(state)) for branch, state in rows]
+
+
+# ---------------------------------------------------------------------- the flows, run in this process
+async def request_service(service: ServiceRequest) -> TransitionResult:
+    return await request(service)
+
+
+async def run_transition(
+    name: TransitionName,
+    identifier: str,
+    *,
+    bandwidth: Bandwidth | None = None,
+    ip_package: IpPackage | None = None,
+    auto_approve: bool = False,
+    wait: float = 20,
+) -> TransitionResult:
+    """The transition's flow, in this process under the session's harness, polling ``wait`` seconds
+    for the decision; with ``auto_approve`` an architect merges the change as soon as it is open."""
+    local = LocalWait(seconds=wait)
+    if name == "deliver":
+        run = deliver(DeliverParams(service_identifier=identifier), local)
+    elif name == "modify":
+        run = modify(
+            ModifyParams(service_identifier=identifier, bandwidth=bandwidth, ip_package=ip_package), local
+        )
+    else:
+        run = decommission(DecommissionParams(service_identifier=identifier), local)
+    if not auto_approve:
+        return await run
+    approving = asyncio.ensure_future(architect(identifier.upper(), TRANSITIONS[name], "merge"))
+    try:
+        return await run
+    finally:
+        approving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await approving
+
+
+async def architect(
+    identifier: str, transition: Transition, decision: architects.Decision, timeout_seconds: float = 20
+) -> ProposedChange:
+    """The architect beside a run, with an inventory of its own, as a person in Infrahub would be."""
+    inventory = open_inventory()
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return await architects.when_open(identifier, transition, decision, inventory)
+    finally:
+        await inventory.close()
+
+
+async def reconcile_now(branch: str | None = None) -> ReconcileReport:
+    return await reconcile(ReconcileParams(branch=branch))

@@ -1,11 +1,11 @@
-"""Run one lifecycle flow and die (os._exit) right after its N-th task run completes.
+"""Run one transition and die (os._exit) right after its N-th step completes.
 
-Used by test_crash.py only: the crash is injected here, in the child, by giving every task of
-flows.tasks an on_completion hook. Production code has no crash hooks. To pay the imports once,
-this process imports everything, then forks one child per kill point (before any thread, client
-or event loop exists) and reports each child's exit code as JSON.
+Used by test_crash.py only: the crash is injected here, in the child, by wrapping the executor the
+frame runs every step through (Prefect's task executor, or the plain runner's call). Production code
+has no crash hooks. To pay the imports once, this process imports everything, then forks one child
+per kill point (before any thread, client or event loop exists) and reports each exit code as JSON.
 
-    python crash_child.py <deliver|modify|decommission> <SERVICE-ID> <N>=<sqlite file> ...
+    python crash_child.py <prefect|plain> <deliver|modify|decommission> <SERVICE-ID> <N>=<sqlite file> ...
 """
 
 from __future__ import annotations
@@ -15,49 +15,74 @@ import json
 import os
 import sys
 
-from prefect import Task
-
-import flows
+from allocation import runner
+from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage
-from flows import tasks
+from allocation.steps import Changes, Step, Work
+from allocation.transitions import TRANSITIONS
+from flows import engine
+from flows.decommission import decommission
+from flows.deliver import deliver
+from flows.modify import modify
+from flows.params import DecommissionParams, DeliverParams, LocalWait, ModifyParams
 
 KILLED = 17
+MODIFY_TO = Changes(bandwidth=Bandwidth.G10, ip_package=IpPackage.MEDIUM)
 
 
-def run_and_die(transition: str, identifier: str, after: int) -> None:
+def dying(execute: runner.Execute, after: int) -> runner.Execute:
     completed = 0
 
-    def die(task: object, task_run: object, state: object) -> None:
+    async def execute_then_maybe_die(step: Step, work: Work) -> Work:
         nonlocal completed
+        done = await execute(step, work)
         completed += 1
         if completed == after:
             os._exit(KILLED)
+        return done
 
-    for name, value in list(vars(tasks).items()):
-        if isinstance(value, Task):
-            setattr(tasks, name, value.with_options(on_completion=[die]))
-    changes = {"bandwidth": Bandwidth.G10, "ip_package": IpPackage.MEDIUM} if transition == "modify" else {}
-    # No architect here: the review is left open and the run stops polling at once.
-    asyncio.run(
-        flows.run_transition(
-            transition,  # type: ignore[arg-type]
-            identifier,
-            review=flows.Review(timeout_seconds=0),
-            **changes,  # type: ignore[arg-type]
+    return execute_then_maybe_die
+
+
+async def through_prefect(transition: str, identifier: str) -> None:
+    # No architect here: the change is left open and the run stops waiting at once.
+    local = LocalWait(seconds=0)
+    if transition == "deliver":
+        await deliver(DeliverParams(service_identifier=identifier), local)
+    elif transition == "modify":
+        params = ModifyParams(
+            service_identifier=identifier, bandwidth=MODIFY_TO.bandwidth, ip_package=MODIFY_TO.ip_package
         )
-    )
+        await modify(params, local)
+    else:
+        await decommission(DecommissionParams(service_identifier=identifier), local)
+
+
+async def through_plain_runner(transition: str, identifier: str, db: str, after: int) -> None:
+    inventory = EmbeddedInventory(db)
+    changes = MODIFY_TO if transition == "modify" else Changes()
+    work = Work(identifier, TRANSITIONS[transition], inventory, changes)  # type: ignore[index]
+    await runner.run(work, execute=dying(runner.call, after))
+
+
+def run_and_die(mode: str, transition: str, identifier: str, db: str, after: int) -> None:
+    os.environ["FACTORY_DB"] = db
+    if mode == "prefect":
+        engine.execute = dying(engine.execute, after)  # type: ignore[assignment]
+        asyncio.run(through_prefect(transition, identifier))
+    else:
+        asyncio.run(through_plain_runner(transition, identifier, db, after))
 
 
 def main() -> None:
-    transition, identifier, *jobs = sys.argv[1:]
+    mode, transition, identifier, *jobs = sys.argv[1:]
     exits: dict[str, int] = {}
     for job in jobs:
         after, db = job.split("=", 1)
         pid = os.fork()
         if pid == 0:
             try:
-                os.environ["FACTORY_DB"] = db
-                run_and_die(transition, identifier, int(after))
+                run_and_die(mode, transition, identifier, db, int(after))
             finally:
                 os._exit(0)  # ran to the end without being killed
         _, status = os.waitpid(pid, 0)

@@ -1,8 +1,9 @@
-"""A flow killed between any two of its tasks, then run again, converges: no duplicate, no leak.
+"""A transition killed between any two of its steps, then run again, converges: no duplicate, no leak.
 
-Each kill is real: a child process runs the flow against the session's Prefect server and exits
-hard right after task N completes (tests/flows/crash_child.py). The test process then runs the
-same flow again, with an architect merging the proposed change, and checks the end state.
+Each kill is real: a child process runs the transition (as a Prefect flow against the session's
+Prefect server, or with the plain runner) and exits hard right after step N completes
+(tests/flows/crash_child.py). The test process then runs the same flow again, with an architect
+merging the proposed change, and checks the end state against a run never killed.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from prefect.settings import PREFECT_API_URL
 
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
-from flows import Outcome, Review, run_transition
-from tests.flows.conftest import deliver_directly, dia, fresh_copy, usage
+from allocation.results import Outcome
+from allocation.transitions import TRANSITIONS
+from tests import lifecycle
+from tests.flows.conftest import deliver_directly, dia, fresh_copy, proposed_changes, run_transition, usage
 
 CHILD = Path(__file__).with_name("crash_child.py")
 ROOT = Path(__file__).resolve().parents[2]
-FAST = Review(poll_seconds=0.02, max_poll_seconds=0.1, timeout_seconds=20)
-# Task runs of a flow whose review stays open: begin, plan, 4 allocations (or releases), mark target,
-# open proposed change, conclude, read service; decommission has no plan.
-TASKS = {"deliver": 10, "modify": 10, "decommission": 9}
+# Steps of a run whose proposed change stays open: begin, the declared steps, mark target status,
+# open proposed change, conclude. Killing after the last one would leave nothing to redo.
+STEPS = {name: 4 + len(t.steps) for name, t in TRANSITIONS.items()}
 KILLED = 17
 
 
-async def _kill(transition: str, dbs: dict[int, Path]) -> dict[str, int]:
+async def _kill(mode: str, transition: str, dbs: dict[int, Path]) -> dict[str, int]:
     env = {
         **os.environ,
         "FACTORY_BACKEND": "embedded",
@@ -41,6 +43,7 @@ async def _kill(transition: str, dbs: dict[int, Path]) -> dict[str, int]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(CHILD),
+        mode,
         transition,
         "DIA-0001",
         *jobs,
@@ -60,8 +63,6 @@ async def _prepare(transition: str, template: Path, db: Path) -> None:
     inventory = EmbeddedInventory(db)
     try:
         if transition == "deliver":
-            from allocation import lifecycle
-
             await lifecycle.request_service(dia(1), inventory)
         else:
             await deliver_directly(inventory, dia(1))
@@ -69,32 +70,33 @@ async def _prepare(transition: str, template: Path, db: Path) -> None:
         await inventory.close()
 
 
+@pytest.mark.parametrize("mode", ["prefect", "plain"])
 @pytest.mark.parametrize("transition", ["deliver", "modify", "decommission"])
-async def test_killed_flow_converges_when_run_again(
-    transition: str, loaded_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_killed_transition_converges_when_run_again(
+    mode: str, transition: str, loaded_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = tmp_path / "reference.sqlite3"
     await _prepare(transition, loaded_template, reference)
-    points = range(1, TASKS[transition])
+    points = range(1, STEPS[transition])
     dbs = {n: tmp_path / f"killed-after-{n}.sqlite3" for n in points}
     for db in dbs.values():
         await _prepare(transition, loaded_template, db)
-    exits = await _kill(transition, dbs)
-    assert exits == {str(n): KILLED for n in points}, "every child must die right after its task N"
+    exits = await _kill(mode, transition, dbs)
+    assert exits == {str(n): KILLED for n in points}, "every child must die right after its step N"
 
     changes = {"bandwidth": Bandwidth.G10, "ip_package": IpPackage.MEDIUM} if transition == "modify" else {}
     expected = {}
     for n, db in [(0, reference), *dbs.items()]:
         monkeypatch.setenv("FACTORY_DB", str(db))
-        result = await run_transition(transition, "DIA-0001", auto_approve=True, review=FAST, **changes)
-        assert result.outcome is Outcome.DONE, f"killed after task {n}: {result.message}"
+        result = await run_transition(transition, "DIA-0001", auto_approve=True, **changes)  # type: ignore[arg-type]
+        assert result.outcome is Outcome.DONE, f"killed after step {n}: {result.message}"
         inventory = EmbeddedInventory(db)
         try:
             state = {
                 "status": result.status,
                 "resources": result.resources,
                 "usage": await usage(inventory),
-                "changes": [(c.branch, c.state) for c in await inventory.list_proposed_changes()],
+                "changes": proposed_changes(inventory),
                 "leaks": await inventory.leaks(),
             }
         finally:
@@ -106,4 +108,4 @@ async def test_killed_flow_converges_when_run_again(
                 ServiceStatus.DECOMMISSIONED if transition == "decommission" else ServiceStatus.ACTIVE
             )
         else:
-            assert state == expected, f"{transition} killed after task {n} did not converge"
+            assert state == expected, f"{transition} killed after step {n} did not converge"

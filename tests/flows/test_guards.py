@@ -21,12 +21,21 @@ from allocation.errors import (
     UnknownSite,
 )
 from allocation.intent import Bandwidth, ServiceStatus
-from flows import DeliverParams, ModifyParams, Outcome, Review, architect, request_service, run_transition
-from flows import common as flow_common
-from flows.tasks import is_transient
-from tests.flows.conftest import deliver_directly, dia, on_main, usage
-
-FAST = Review(poll_seconds=0.02, max_poll_seconds=0.1, timeout_seconds=20)
+from allocation.results import Outcome
+from allocation.transitions import DELIVER
+from flows import engine
+from flows.engine import is_transient
+from flows.params import DeliverParams, ModifyParams
+from tests.flows.conftest import (
+    architect,
+    deliver_directly,
+    dia,
+    on_main,
+    proposed_changes,
+    request_service,
+    run_transition,
+    usage,
+)
 
 
 def test_bad_identifier_is_refused_before_any_run() -> None:
@@ -53,13 +62,13 @@ async def test_impossible_requests_fail_before_anything_is_taken(inventory: Embe
     active = await on_main(inventory, "DIA-0002")
     taken = await usage(inventory)
     with pytest.raises(NoPortAvailable, match="10G at bru01"):
-        await run_transition("modify", "DIA-0002", bandwidth=Bandwidth.G10, review=FAST)
+        await run_transition("modify", "DIA-0002", bandwidth=Bandwidth.G10)
     assert await on_main(inventory, "DIA-0002") == active
     assert await usage(inventory) == taken
 
     await request_service(dia(3))
     with pytest.raises(ServiceConflict, match="draft: decommission needs it active"):
-        await run_transition("decommission", "DIA-0003", review=FAST)
+        await run_transition("decommission", "DIA-0003")
     assert (await on_main(inventory, "DIA-0003")).status is ServiceStatus.DRAFT
     assert await usage(inventory) == taken != before
 
@@ -99,10 +108,10 @@ async def _deliver_with(
     monkeypatch: pytest.MonkeyPatch, inventory_path: Any, error: Callable[[], Exception], failures: int
 ) -> tuple[_Flaky, Any]:
     flaky = _Flaky(EmbeddedInventory(inventory_path), error, failures)
-    monkeypatch.setattr(flow_common, "open_inventory", lambda: flaky)
+    monkeypatch.setattr(engine, "open_inventory", lambda: flaky)
     await request_service(dia(1))
     try:
-        return flaky, await run_transition("deliver", "DIA-0001", auto_approve=True, review=FAST)
+        return flaky, await run_transition("deliver", "DIA-0001", auto_approve=True)
     except Exception as exc:
         return flaky, exc
 
@@ -129,9 +138,9 @@ async def test_domain_error_is_not_retried(
 async def test_two_runs_for_one_service_allocate_once(inventory: EmbeddedInventory) -> None:
     before = await usage(inventory)
     await request_service(dia(1))
-    approving = asyncio.create_task(architect("DIA-0001", lifecycle_deliver(), "merge", timeout_seconds=20))
+    approving = asyncio.create_task(architect("DIA-0001", DELIVER, "merge"))
     one, two = await asyncio.gather(
-        run_transition("deliver", "DIA-0001", review=FAST), run_transition("deliver", "DIA-0001", review=FAST)
+        run_transition("deliver", "DIA-0001"), run_transition("deliver", "DIA-0001")
     )
     await approving
     assert one.outcome is two.outcome is Outcome.DONE
@@ -140,11 +149,5 @@ async def test_two_runs_for_one_service_allocate_once(inventory: EmbeddedInvento
     assert after["ports"] == before["ports"] + 1
     assert after["Customer vlan pool"] == before["Customer vlan pool"] + 1
     assert after["Customer prefixes pool"] == before["Customer prefixes pool"] + 8
-    assert len(await inventory.list_proposed_changes()) == 1
+    assert len(proposed_changes(inventory)) == 1
     assert await inventory.leaks() == []
-
-
-def lifecycle_deliver() -> Any:
-    from allocation import lifecycle
-
-    return lifecycle.DELIVER

@@ -6,10 +6,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
-from flows import Outcome, Review, request_service, run_transition
-from tests.flows.conftest import dia, on_main, usage
-
-FAST = Review(poll_seconds=0.02, max_poll_seconds=0.1, timeout_seconds=20)
+from allocation.results import Outcome
+from tests.flows.conftest import dia, on_main, proposed_changes, request_service, run_transition, usage
 
 
 async def test_full_lifecycle_returns_every_resource_to_its_pool(inventory: EmbeddedInventory) -> None:
@@ -18,7 +16,7 @@ async def test_full_lifecycle_returns_every_resource_to_its_pool(inventory: Embe
     requested = await request_service(dia(42))
     assert requested.status is ServiceStatus.DRAFT
 
-    delivered = await run_transition("deliver", "DIA-0042", auto_approve=True, review=FAST)
+    delivered = await run_transition("deliver", "DIA-0042", auto_approve=True)
     assert delivered.outcome is Outcome.DONE
     assert delivered.status is ServiceStatus.ACTIVE
     assert delivered.branch == "dia-0042-deliver"
@@ -32,18 +30,14 @@ async def test_full_lifecycle_returns_every_resource_to_its_pool(inventory: Embe
     assert change is not None and str(handover.vlan_id) in change.description
     first_port = handover.port
 
-    faster = await run_transition(
-        "modify", "DIA-0042", bandwidth=Bandwidth.G10, auto_approve=True, review=FAST
-    )
+    faster = await run_transition("modify", "DIA-0042", bandwidth=Bandwidth.G10, auto_approve=True)
     assert faster.outcome is Outcome.DONE and faster.resources is not None
     assert faster.resources.bandwidth_mbps == 10000
     assert "(10000 Mbit/s)" in faster.resources.port and faster.resources.port != first_port
     assert faster.resources.vlan_id == handover.vlan_id
     assert (await usage(inventory))["ports"] == before["ports"] + 1  # the 1G port is free again
 
-    bigger = await run_transition(
-        "modify", "DIA-0042", ip_package=IpPackage.MEDIUM, auto_approve=True, review=FAST
-    )
+    bigger = await run_transition("modify", "DIA-0042", ip_package=IpPackage.MEDIUM, auto_approve=True)
     assert bigger.outcome is Outcome.DONE and bigger.resources is not None
     new_prefix = IPv4Network(bigger.resources.prefix)
     assert new_prefix.prefixlen == 28 and new_prefix != IPv4Network(handover.prefix)
@@ -52,7 +46,7 @@ async def test_full_lifecycle_returns_every_resource_to_its_pool(inventory: Embe
     after_modify = await usage(inventory)
     assert after_modify["Customer prefixes pool"] == before["Customer prefixes pool"] + 16  # /29 given back
 
-    gone = await run_transition("decommission", "DIA-0042", auto_approve=True, review=FAST)
+    gone = await run_transition("decommission", "DIA-0042", auto_approve=True)
     assert gone.outcome is Outcome.DONE and gone.status is ServiceStatus.DECOMMISSIONED
     assert gone.resources is None
     service = await on_main(inventory, "DIA-0042")
@@ -63,24 +57,22 @@ async def test_full_lifecycle_returns_every_resource_to_its_pool(inventory: Embe
 
 async def test_rerunning_finished_flows_changes_nothing(inventory: EmbeddedInventory) -> None:
     await request_service(dia(7))
-    first = await run_transition("deliver", "DIA-0007", auto_approve=True, review=FAST)
+    first = await run_transition("deliver", "DIA-0007", auto_approve=True)
     taken = await usage(inventory)
-    changes = await inventory.list_proposed_changes()
+    changes = proposed_changes(inventory)
 
     again = await request_service(dia(7))
     assert again.status is ServiceStatus.ACTIVE
-    second = await run_transition("deliver", "DIA-0007", auto_approve=True, review=FAST)
+    second = await run_transition("deliver", "DIA-0007", auto_approve=True)
     assert second.outcome is Outcome.DONE and second.resources == first.resources
-    modified = await run_transition(
-        "modify", "DIA-0007", bandwidth=Bandwidth.G1, auto_approve=True, review=FAST
-    )
+    modified = await run_transition("modify", "DIA-0007", bandwidth=Bandwidth.G1, auto_approve=True)
     assert modified.outcome is Outcome.DONE and modified.resources == first.resources
     assert await usage(inventory) == taken
-    assert await inventory.list_proposed_changes() == changes  # no new review asked for
+    assert proposed_changes(inventory) == changes  # no new review asked for
 
-    await run_transition("decommission", "DIA-0007", auto_approve=True, review=FAST)
+    await run_transition("decommission", "DIA-0007", auto_approve=True)
     emptied = await usage(inventory)
-    once_more = await run_transition("decommission", "DIA-0007", auto_approve=True, review=FAST)
+    once_more = await run_transition("decommission", "DIA-0007", auto_approve=True)
     assert once_more.status is ServiceStatus.DECOMMISSIONED
     assert await usage(inventory) == emptied
-    assert len(await inventory.list_proposed_changes()) == len(changes) + 1
+    assert len(proposed_changes(inventory)) == len(changes) + 1

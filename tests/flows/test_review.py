@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from allocation import lifecycle
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import ChangeState
-from flows import Outcome, Review, TransitionResult, architect, reconcile_now, request_service, run_transition
-from tests.flows.conftest import deliver_directly, dia, on_main, usage
+from allocation.results import Outcome, TransitionResult
+from allocation.transitions import DECOMMISSION, DELIVER, MODIFY, Transition
+from tests.flows.conftest import (
+    architect,
+    deliver_directly,
+    dia,
+    on_main,
+    reconcile_now,
+    request_service,
+    run_transition,
+    usage,
+)
 
-FAST = Review(poll_seconds=0.02, max_poll_seconds=0.1, timeout_seconds=20)
 
-
-async def _run_rejected(transition: lifecycle.Transition, **kwargs: Any) -> TransitionResult:
-    rejecting = asyncio.create_task(architect("DIA-0001", transition, "close", timeout_seconds=20))
-    result = await run_transition(transition.name, "DIA-0001", review=FAST, **kwargs)
+async def _run_rejected(transition: Transition, **kwargs: Any) -> TransitionResult:
+    rejecting = asyncio.create_task(architect("DIA-0001", transition, "close"))
+    result = await run_transition(transition.name, "DIA-0001", **kwargs)
     await rejecting
     return result
 
@@ -25,7 +32,7 @@ async def _run_rejected(transition: lifecycle.Transition, **kwargs: Any) -> Tran
 async def test_rejected_delivery_leaves_no_allocation_and_a_draft(inventory: EmbeddedInventory) -> None:
     before = await usage(inventory)
     await request_service(dia(1))
-    result = await _run_rejected(lifecycle.DELIVER)
+    result = await _run_rejected(DELIVER)
     assert result.outcome is Outcome.REJECTED
     assert result.status is ServiceStatus.DRAFT
     assert result.resources is None
@@ -34,7 +41,7 @@ async def test_rejected_delivery_leaves_no_allocation_and_a_draft(inventory: Emb
     assert await inventory.leaks() == []
 
     # Asking again starts a fresh attempt on a new branch and succeeds.
-    retried = await run_transition("deliver", "DIA-0001", auto_approve=True, review=FAST)
+    retried = await run_transition("deliver", "DIA-0001", auto_approve=True)
     assert retried.outcome is Outcome.DONE and retried.branch == "dia-0001-deliver-2"
 
 
@@ -42,7 +49,7 @@ async def test_rejected_modify_keeps_the_old_resources(inventory: EmbeddedInvent
     await deliver_directly(inventory, dia(1))
     old = (await on_main(inventory, "DIA-0001")).implementation
     taken = await usage(inventory)
-    result = await _run_rejected(lifecycle.MODIFY, bandwidth=Bandwidth.G10, ip_package=IpPackage.LARGE)
+    result = await _run_rejected(MODIFY, bandwidth=Bandwidth.G10, ip_package=IpPackage.LARGE)
     assert result.outcome is Outcome.REJECTED
     service = await on_main(inventory, "DIA-0001")
     assert service.status is ServiceStatus.ACTIVE
@@ -56,7 +63,7 @@ async def test_rejected_decommission_keeps_the_service_running(inventory: Embedd
     await deliver_directly(inventory, dia(1))
     old = (await on_main(inventory, "DIA-0001")).implementation
     taken = await usage(inventory)
-    result = await _run_rejected(lifecycle.DECOMMISSION)
+    result = await _run_rejected(DECOMMISSION)
     assert result.outcome is Outcome.REJECTED
     service = await on_main(inventory, "DIA-0001")
     assert service.status is ServiceStatus.ACTIVE and service.implementation == old
@@ -66,9 +73,8 @@ async def test_rejected_decommission_keeps_the_service_running(inventory: Embedd
 async def test_unreviewed_change_waits_then_reconciliation_concludes(inventory: EmbeddedInventory) -> None:
     await request_service(dia(1))
     await request_service(dia(2))
-    brief = Review(poll_seconds=0.02, max_poll_seconds=0.05, timeout_seconds=0.2)
-    one = await run_transition("deliver", "DIA-0001", review=brief)
-    two = await run_transition("deliver", "DIA-0002", review=brief)
+    one = await run_transition("deliver", "DIA-0001", wait=0.2)
+    two = await run_transition("deliver", "DIA-0002", wait=0.2)
     assert one.outcome is Outcome.WAITING and one.status is ServiceStatus.IN_DELIVERY
     assert two.outcome is Outcome.WAITING
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from allocation import lifecycle
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.settings import InfrahubSettings
+from tests import lifecycle
 from tests.integration.conftest import merge_in_infrahub, requires_infrahub, sdk_query
 from tests.support import request
 

@@ -24,7 +24,8 @@ import pytest
 from allocation import policy
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
-from flows import Outcome, Review, request_service, run_transition
+from allocation.results import Outcome
+from tests.flows.conftest import request_service, run_transition
 from tests.integration.conftest import pool_and_port_usage, requires_infrahub, sdk_query
 from tests.support import request
 
@@ -32,8 +33,8 @@ pytestmark = [pytest.mark.integration, requires_infrahub]
 
 SITE = "par01"
 
-# Merges take tens of seconds on Infrahub; poll gently, and give the review room.
-REVIEW = Review(timeout_seconds=600, poll_seconds=1, max_poll_seconds=5)
+# Merges take tens of seconds on Infrahub: give the review room.
+REVIEW = 600
 
 SERVICE = """
 query Service($identifier: String!) {
@@ -109,7 +110,7 @@ async def test_a_service_lives_and_dies_through_the_flows(
 
     # Deliver: branch, allocation tasks, proposed change, merged by the architect through the API.
     start = time.monotonic()
-    delivered = await run_transition("deliver", identifier, auto_approve=True, review=REVIEW)
+    delivered = await run_transition("deliver", identifier, auto_approve=True, wait=REVIEW)
     print(f"deliver flow: {time.monotonic() - start:.1f} s")
     assert delivered.outcome is Outcome.DONE, delivered.message
     assert delivered.status is ServiceStatus.ACTIVE
@@ -141,7 +142,7 @@ async def test_a_service_lives_and_dies_through_the_flows(
     assert held[1] == before[1] + 1
 
     # Delivering again changes nothing: no new branch, no new proposed change, nothing allocated.
-    again = await run_transition("deliver", identifier, auto_approve=True, review=REVIEW)
+    again = await run_transition("deliver", identifier, auto_approve=True, wait=REVIEW)
     assert (again.outcome, again.status) == (Outcome.DONE, ServiceStatus.ACTIVE)
     assert again.resources == handover
     assert await service_on_main(identifier) == node
@@ -149,7 +150,7 @@ async def test_a_service_lives_and_dies_through_the_flows(
 
     # Decommission: released on its branch, merged, everything back in the pools.
     start = time.monotonic()
-    gone = await run_transition("decommission", identifier, auto_approve=True, review=REVIEW)
+    gone = await run_transition("decommission", identifier, auto_approve=True, wait=REVIEW)
     print(f"decommission flow: {time.monotonic() - start:.1f} s")
     assert gone.outcome is Outcome.DONE, gone.message
     assert gone.status is ServiceStatus.DECOMMISSIONED

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from allocation import core, lifecycle, policy
+from allocation import core, policy
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN
+from tests import lifecycle
 from tests.integration.conftest import held, requires_infrahub, sdk_query
 from tests.support import ROOT, request
 

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from infrahub_sdk import Config, InfrahubClient
 
-from allocation import lifecycle, policy
+from allocation import policy
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.errors import InventoryUnavailable, PortTaken
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN
 from allocation.settings import InfrahubSettings
+from tests import lifecycle
 from tests.integration.conftest import held, requires_infrahub, sdk_query
 from tests.support import request
 

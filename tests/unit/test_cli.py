@@ -123,7 +123,10 @@ def test_malformed_identifier_exits_2(db: Path) -> None:
         db=db,
     )
     assert result.returncode == 2
-    assert "service_identifier" in result.stderr and "pattern" in result.stderr
+    assert result.stderr == (
+        "error: invalid request: service_identifier: must look like DIA-0042: an upper-case product "
+        "prefix, a dash, digits\n"
+    )
 
 
 def test_exhausted_pool_exits_2(tmp_path: Path) -> None:

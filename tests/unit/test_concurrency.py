@@ -7,9 +7,9 @@ import multiprocessing as mp
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from allocation import lifecycle
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.errors import AllocationError
+from tests import lifecycle
 from tests.support import DATA, request
 
 WORKERS = 16

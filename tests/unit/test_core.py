@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from allocation import core, lifecycle
+from allocation import core
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.errors import NoPortAvailable, PoolExhausted, ServiceConflict, UnknownSite
 from allocation.intent import Bandwidth, IpPackage
 from allocation.model import MAIN, ChangeState
+from tests import lifecycle
 from tests.support import request, small_pools_data
 
 
@@ -218,7 +219,7 @@ async def test_exhausted_prefix_pool_is_a_clean_error(tmp_path: Path) -> None:
 
 async def test_an_identifier_cannot_be_taken_over_by_another_account(inventory: EmbeddedInventory) -> None:
     await lifecycle.request_service(request(account="ACC-1"), inventory)
-    with pytest.raises(ServiceConflict, match="already exists for account ACC-1"):
+    with pytest.raises(ServiceConflict, match=r"exists already \(draft: account ACC-1"):
         await lifecycle.request_service(request(account="ACC-2"), inventory)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from allocation import lifecycle
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.model import MAIN
 from generators.implement import Skipped, implement
+from tests import lifecycle
 from tests.support import request
 
 

@@ -67,6 +67,50 @@ CORE_KINDS: dict[str, dict[str, Any]] = {
         },
         "hfid": ["name__value"],
     },
+    # Who may do what (data/07_accounts.yml), as Infrahub 1.11 defines them.
+    "CoreObjectPermission": {
+        "attributes": {
+            "namespace": {},
+            "name": {},
+            "action": {"enum": ["any", "create", "update", "delete", "view"]},
+            "decision": {"enum": [1, 2, 4, 6]},
+            "description": {"optional": True},
+        },
+        "hfid": ["namespace__value", "name__value", "action__value", "decision__value"],
+    },
+    "CoreGlobalPermission": {
+        "attributes": {
+            "action": {
+                "enum": [
+                    "edit_default_branch",
+                    "merge_proposed_change",
+                    "review_proposed_change",
+                    "delete_branch",
+                ]
+            },
+            "decision": {"enum": [1, 2, 4, 6]},
+            "description": {"optional": True},
+        },
+        "hfid": ["action__value", "decision__value"],
+    },
+    "CoreAccountRole": {"attributes": {"name": {}}, "hfid": ["name__value"]},
+    "CoreAccount": {
+        "attributes": {
+            "name": {},
+            "password": {},
+            "label": {"optional": True},
+            "account_type": {"optional": True, "enum": ["User", "Script", "Bot", "Git"]},
+        },
+        "hfid": ["name__value"],
+    },
+    "CoreAccountGroup": {
+        "attributes": {"name": {}},
+        "relationships": {
+            "roles": {"peer": "CoreAccountRole", "cardinality": "many"},
+            "members": {"peer": "CoreAccount", "cardinality": "many"},
+        },
+        "hfid": ["name__value"],
+    },
 }
 # Objects every Infrahub has before we load anything.
 BUILTIN_OBJECTS = {"BuiltinIPNamespace": {"default"}}

@@ -58,13 +58,15 @@ CREATE TABLE IF NOT EXISTS port_claim (
 );
 CREATE INDEX IF NOT EXISTS port_claim_site ON port_claim (site, device_index);
 CREATE TABLE IF NOT EXISTS service (
-    identifier TEXT PRIMARY KEY, account TEXT NOT NULL, site TEXT NOT NULL, created TEXT NOT NULL
+    identifier TEXT PRIMARY KEY, account TEXT NOT NULL, site TEXT NOT NULL, created TEXT NOT NULL,
+    requested_by TEXT
 );
 CREATE TABLE IF NOT EXISTS service_state (
     identifier TEXT NOT NULL, branch TEXT NOT NULL, status TEXT NOT NULL, bandwidth TEXT NOT NULL,
     ip_package TEXT NOT NULL, PRIMARY KEY (identifier, branch)
 );
 CREATE INDEX IF NOT EXISTS service_state_branch ON service_state (branch);
+CREATE INDEX IF NOT EXISTS service_site ON service (site, identifier);
 CREATE TABLE IF NOT EXISTS resource (
     service TEXT NOT NULL, role TEXT NOT NULL, branch TEXT NOT NULL, holds TEXT, data TEXT,
     deleted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (service, role, branch)
@@ -73,12 +75,15 @@ CREATE INDEX IF NOT EXISTS resource_branch ON resource (branch);
 CREATE TABLE IF NOT EXISTS branch (name TEXT PRIMARY KEY, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proposed_change (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, branch TEXT NOT NULL, name TEXT NOT NULL,
-    description TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL
+    description TEXT NOT NULL, state TEXT NOT NULL, created TEXT NOT NULL, decided_by TEXT
 );
 CREATE INDEX IF NOT EXISTS proposed_change_branch ON proposed_change (branch, seq);
 """
 
 ROLES = ("vlan", "prefix", "port", "gateway")
+
+# Columns added after files were first written: added to an older file when it is opened.
+ADDED_COLUMNS = (("service", "requested_by", "TEXT"), ("proposed_change", "decided_by", "TEXT"))
 
 
 def default_path() -> Path:
@@ -101,6 +106,9 @@ class EmbeddedInventory:
                 if statement.strip():
                     db.execute(statement)
             db.execute("INSERT OR IGNORE INTO branch VALUES (?, ?)", (MAIN, _now()))
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
@@ -129,11 +137,30 @@ class EmbeddedInventory:
     async def get_service(self, identifier: str, branch: str) -> Service | None:
         return self._service(self._db, identifier, branch)
 
-    async def list_services(self, branch: str) -> list[Service]:
-        rows = self._db.execute("SELECT identifier FROM service ORDER BY identifier").fetchall()
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        where, params = _service_filter(branch, status, site)
+        rows = self._db.execute(
+            f"SELECT s.identifier {where} ORDER BY s.identifier LIMIT ? OFFSET ?",
+            (*params, -1 if limit is None else max(limit, 0), max(offset, 0)),
+        ).fetchall()
         return [s for (identifier,) in rows if (s := self._service(self._db, identifier, branch))]
 
-    async def create_service(self, request: ServiceRequest) -> Service:
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        where, params = _service_filter(branch, status, site)
+        (count,) = self._db.execute(f"SELECT COUNT(*) {where}", params).fetchone()
+        return int(count)
+
+    async def create_service(self, request: ServiceRequest, *, requested_by: str | None = None) -> Service:
         with self._write() as db:
             row = db.execute(
                 "SELECT account, site FROM service WHERE identifier = ?", (request.service_identifier,)
@@ -145,8 +172,14 @@ class EmbeddedInventory:
                     )
             else:
                 db.execute(
-                    "INSERT INTO service VALUES (?, ?, ?, ?)",
-                    (request.service_identifier, request.account_reference, request.site, _now()),
+                    "INSERT INTO service (identifier, account, site, created, requested_by) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        request.service_identifier,
+                        request.account_reference,
+                        request.site,
+                        _now(),
+                        requested_by,
+                    ),
                 )
                 db.execute(
                     "INSERT INTO service_state VALUES (?, ?, ?, ?, ?)",
@@ -161,6 +194,27 @@ class EmbeddedInventory:
             service = self._service(db, request.service_identifier, MAIN)
         assert service is not None
         return service
+
+    async def withdraw_service(self, identifier: str) -> None:
+        with self._write() as db:
+            state = self._state(db, identifier, MAIN)
+            if state is None:
+                return
+            if ServiceStatus.parse(state[0]) is not ServiceStatus.DRAFT:
+                raise ServiceConflict(f"{identifier} is {state[0]}: only a draft can be withdrawn")
+            prefix = policy.branch_name(identifier, "deliver")
+            if db.execute(
+                "SELECT 1 FROM proposed_change WHERE branch = ? OR branch LIKE ?", (prefix, prefix + "-%")
+            ).fetchone():
+                raise ServiceConflict(f"{identifier} has a proposed change: it is not withdrawn")
+            for (holds,) in db.execute(
+                "SELECT holds FROM resource WHERE service = ? AND holds IS NOT NULL", (identifier,)
+            ).fetchall():
+                self._free(db, holds)
+            db.execute("DELETE FROM resource WHERE service = ?", (identifier,))
+            db.execute("DELETE FROM service_state WHERE identifier = ?", (identifier,))
+            db.execute("DELETE FROM service WHERE identifier = ?", (identifier,))
+            db.execute("DELETE FROM branch WHERE name = ? OR name LIKE ?", (prefix, prefix + "-%"))
 
     async def update_service(
         self,
@@ -202,7 +256,9 @@ class EmbeddedInventory:
         return (row[0], row[1], row[2]) if row else None
 
     def _service(self, db: sqlite3.Connection, identifier: str, branch: str) -> Service | None:
-        row = db.execute("SELECT account, site FROM service WHERE identifier = ?", (identifier,)).fetchone()
+        row = db.execute(
+            "SELECT account, site, requested_by FROM service WHERE identifier = ?", (identifier,)
+        ).fetchone()
         state = self._state(db, identifier, branch)
         if row is None or state is None:
             return None
@@ -214,6 +270,7 @@ class EmbeddedInventory:
             bandwidth=Bandwidth(state[1]),
             ip_package=IpPackage(state[2]),
             implementation=self._implementation(db, identifier, branch),
+            requested_by=row[2],
         )
 
     def _resources(self, db: sqlite3.Connection, identifier: str, branch: str) -> dict[str, dict[str, Any]]:
@@ -239,6 +296,9 @@ class EmbeddedInventory:
         )
 
     # ------------------------------------------------------------------ topology
+    async def list_sites(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT shortname FROM site ORDER BY shortname")]
+
     async def get_site(self, shortname: str) -> Site:
         row = self._db.execute(
             "SELECT shortname, name FROM site WHERE shortname = ?", (shortname,)
@@ -293,7 +353,7 @@ class EmbeddedInventory:
             site = service.site
         found = await self.get_site(site)
         rows = self._db.execute(
-            "SELECT seq, branch, name, description, state, created FROM proposed_change "
+            "SELECT seq, branch, name, description, state, created, decided_by FROM proposed_change "
             "WHERE branch LIKE ? ESCAPE '\\' ORDER BY seq",
             (policy.branch_prefix(identifier).replace("_", "\\_").replace("%", "\\%") + "%",),
         ).fetchall()
@@ -581,13 +641,7 @@ class EmbeddedInventory:
     async def get_proposed_change(self, branch: str) -> ProposedChange | None:
         return self._change(self._db, branch)
 
-    async def list_proposed_changes(self) -> list[ProposedChange]:
-        rows = self._db.execute(
-            "SELECT seq, branch, name, description, state, created FROM proposed_change ORDER BY seq"
-        ).fetchall()
-        return [_change_from_row(row) for row in rows]
-
-    async def merge_proposed_change(self, change_id: str) -> ProposedChange:
+    async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         with self._write() as db:
             change = self._change_by_id(db, change_id)
             if change.state is ChangeState.CLOSED:
@@ -595,19 +649,21 @@ class EmbeddedInventory:
             if change.state is ChangeState.OPEN:
                 self._merge_branch(db, change.branch)
                 db.execute(
-                    "UPDATE proposed_change SET state = ? WHERE seq = ?",
-                    (ChangeState.MERGED.value, change_id),
+                    "UPDATE proposed_change SET state = ?, decided_by = ? WHERE seq = ?",
+                    (ChangeState.MERGED.value, by, change_id),
                 )
             return self._change_by_id(db, change_id)
 
-    async def close_proposed_change(self, change_id: str) -> ProposedChange:
+    async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         with self._write() as db:
             change = self._change_by_id(db, change_id)
             if change.state is ChangeState.MERGED:
                 raise ServiceConflict(f"proposed change {change_id} is merged and cannot be closed")
-            db.execute(
-                "UPDATE proposed_change SET state = ? WHERE seq = ?", (ChangeState.CLOSED.value, change_id)
-            )
+            if change.state is ChangeState.OPEN:
+                db.execute(
+                    "UPDATE proposed_change SET state = ?, decided_by = ? WHERE seq = ?",
+                    (ChangeState.CLOSED.value, by, change_id),
+                )
             return self._change_by_id(db, change_id)
 
     def _merge_branch(self, db: sqlite3.Connection, branch: str) -> None:
@@ -637,7 +693,7 @@ class EmbeddedInventory:
 
     def _change(self, db: sqlite3.Connection, branch: str) -> ProposedChange | None:
         row = db.execute(
-            "SELECT seq, branch, name, description, state, created FROM proposed_change WHERE branch = ? "
+            "SELECT seq, branch, name, description, state, created, decided_by FROM proposed_change WHERE branch = ? "
             "ORDER BY seq DESC LIMIT 1",
             (branch,),
         ).fetchone()
@@ -645,7 +701,7 @@ class EmbeddedInventory:
 
     def _change_by_id(self, db: sqlite3.Connection, change_id: str) -> ProposedChange:
         row = db.execute(
-            "SELECT seq, branch, name, description, state, created FROM proposed_change WHERE seq = ?",
+            "SELECT seq, branch, name, description, state, created, decided_by FROM proposed_change WHERE seq = ?",
             (change_id,),
         ).fetchone()
         if row is None:
@@ -672,6 +728,29 @@ class EmbeddedInventory:
         return found
 
 
+def _service_filter(
+    branch: str, status: ServiceStatus | None, site: str | None
+) -> tuple[str, tuple[str, ...]]:
+    """FROM and WHERE of the services as a branch sees them: the branch's own state row if it has
+    one, else main's (on main, only main's: one join less)."""
+    # CROSS JOIN keeps service as the outer loop: its identifier order serves ORDER BY and LIMIT.
+    source = "FROM service s CROSS JOIN service_state m ON m.identifier = s.identifier AND m.branch = 'main'"
+    params: list[str] = []
+    current = "m.status"
+    if branch != MAIN:
+        source += " LEFT JOIN service_state b ON b.identifier = s.identifier AND b.branch = ?"
+        params.append(branch)
+        current = "COALESCE(b.status, m.status)"
+    clauses = []
+    if status is not None:
+        clauses.append(f"{current} = ?")
+        params.append(status.value)
+    if site is not None:
+        clauses.append("s.site = ?")
+        params.append(site)
+    return source + (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
 def _holds(pool: str, key: str) -> str:
     return json.dumps([pool, key])
 
@@ -681,7 +760,7 @@ def _now() -> str:
 
 
 def _change_from_row(row: tuple[Any, ...]) -> ProposedChange:
-    seq, branch, name, description, state, created = row
+    seq, branch, name, description, state, created, decided_by = row
     return ProposedChange(
         id=str(seq),
         branch=branch,
@@ -689,4 +768,5 @@ def _change_from_row(row: tuple[Any, ...]) -> ProposedChange:
         description=description,
         state=ChangeState(state),
         created_at=datetime.fromisoformat(created),
+        decided_by=decided_by,
     )

@@ -2,11 +2,14 @@
 
 Number pools keep a list of free intervals (lowest number first). Prefix pools keep a buddy
 free-list: the smallest free block that fits is split down to the requested length, and a
-released block merges back with its free buddy, so the pool never fragments for good.
+released block merges back with its free buddy, so the pool never fragments for good. A block never
+grows past the resource it came from: like Infrahub, a pool allocates inside one of its resources,
+so two adjacent resources do not make room for a prefix that spans both.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from ipaddress import IPv4Network
 
@@ -21,6 +24,9 @@ CREATE TABLE IF NOT EXISTS prefix_pool (
 );
 CREATE TABLE IF NOT EXISTS prefix_free (
     pool TEXT NOT NULL, length INTEGER NOT NULL, network INTEGER NOT NULL, PRIMARY KEY (pool, length, network)
+);
+CREATE TABLE IF NOT EXISTS prefix_resource (
+    pool TEXT NOT NULL, length INTEGER NOT NULL, network INTEGER NOT NULL, PRIMARY KEY (pool, network)
 );
 CREATE TABLE IF NOT EXISTS reservation (
     pool TEXT NOT NULL, identifier TEXT NOT NULL, value TEXT NOT NULL, size INTEGER NOT NULL,
@@ -41,13 +47,27 @@ def create_number_pool(db: sqlite3.Connection, name: str, lo: int, hi: int) -> N
 def create_prefix_pool(
     db: sqlite3.Connection, name: str, default_length: int, resources: list[IPv4Network]
 ) -> None:
+    for a, b in itertools.combinations(resources, 2):
+        if a.overlaps(b):
+            raise ValueError(f"prefix pool {name!r}: resources {a} and {b} overlap")
     if db.execute("SELECT 1 FROM prefix_pool WHERE name = ?", (name,)).fetchone():
+        if not db.execute("SELECT 1 FROM prefix_resource WHERE pool = ? LIMIT 1", (name,)).fetchone():
+            _record_resources(db, name, resources)  # a file written before resources were recorded
         return
     total = sum(r.num_addresses for r in resources)
     db.execute("INSERT INTO prefix_pool VALUES (?, ?, ?)", (name, default_length, total))
+    _record_resources(db, name, resources)
     for resource in resources:
         db.execute(
             "INSERT INTO prefix_free VALUES (?, ?, ?)",
+            (name, resource.prefixlen, int(resource.network_address)),
+        )
+
+
+def _record_resources(db: sqlite3.Connection, name: str, resources: list[IPv4Network]) -> None:
+    for resource in resources:
+        db.execute(
+            "INSERT INTO prefix_resource VALUES (?, ?, ?)",
             (name, resource.prefixlen, int(resource.network_address)),
         )
 
@@ -145,7 +165,12 @@ def _free_number(db: sqlite3.Connection, pool: str, number: int) -> None:
 
 def _free_prefix(db: sqlite3.Connection, pool: str, prefix: IPv4Network) -> None:
     length, network = prefix.prefixlen, int(prefix.network_address)
-    while length > 0:
+    # The resource holding the block: the one starting last at or below it (resources are disjoint).
+    (resource_length,) = db.execute(
+        "SELECT length FROM prefix_resource WHERE pool = ? AND network <= ? ORDER BY network DESC LIMIT 1",
+        (pool, network),
+    ).fetchone()
+    while length > resource_length:
         buddy = network ^ (2 ** (32 - length))
         found = db.execute(
             "DELETE FROM prefix_free WHERE pool = ? AND length = ? AND network = ? RETURNING network",

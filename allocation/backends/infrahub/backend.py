@@ -52,6 +52,7 @@ Where Infrahub differs, and what this backend does about it:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -81,6 +82,7 @@ from allocation.backends.infrahub.mapping import (
 )
 from allocation.errors import (
     InventoryUnavailable,
+    PermissionDenied,
     PoolExhausted,
     PortTaken,
     ServiceConflict,
@@ -151,8 +153,9 @@ class InfrahubInventory:
         timeout: int = 60,
         merge_timeout: float = 300.0,
         connection: Connection | None = None,
+        access_token: str | None = None,
     ) -> None:
-        self._conn = connection or Connection(address, token, timeout)
+        self._conn = connection or Connection(address, token, timeout, access_token=access_token)
         self._finished: set[str] = set()
         self._site_of: dict[str, str] = {}  # service identifier -> site: immutable, safe to remember
         self._branch_of: dict[str, str] = {}  # proposed change id -> its source branch: immutable too
@@ -165,10 +168,11 @@ class InfrahubInventory:
         self.merge_timeout = merge_timeout
 
     @classmethod
-    def from_settings(cls, settings: Any) -> InfrahubInventory:
-        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here)."""
+    def from_settings(cls, settings: Any, *, access_token: str | None = None) -> InfrahubInventory:
+        """Build from ``allocation.settings.InfrahubSettings`` (duck-typed: no pydantic-settings here);
+        with ``access_token`` (a person's JWT), as that person instead of the API token's account."""
         token = settings.api_token.get_secret_value() if settings.api_token is not None else None
-        return cls(str(settings.address), token, timeout=int(settings.timeout))
+        return cls(str(settings.address), token, timeout=int(settings.timeout), access_token=access_token)
 
     @classmethod
     def from_client(cls, client: Any) -> InfrahubInventory:
@@ -199,10 +203,10 @@ class InfrahubInventory:
         query: str,
         variables: dict[str, Any] | None = None,
         branch: str = MAIN,
-        wait_seconds: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         try:
-            return await self._conn.gql(query, variables, branch, wait_seconds)
+            return await self._conn.gql(query, variables, branch, timeout=timeout)
         except (InventoryUnavailable, GraphQLError) as exc:
             text = (messages(exc) if isinstance(exc, GraphQLError) else str(exc)).lower()
             if branch != MAIN and ("branch" in text or "404" in text) and "not found" in text:
@@ -220,7 +224,7 @@ class InfrahubInventory:
         if wait_seconds is None and any(op.mutation in ("BranchCreate", "BranchDelete") for op in ops):
             wait_seconds = int(self.merge_timeout)
         try:
-            return await self._gql(text, variables, branch, wait_seconds), []
+            return await self._gql(text, variables, branch, timeout=wait_seconds), []
         except GraphQLError as exc:
             if any(_busy(e) for e in exc.errors):
                 raise Busy(f"Infrahub at {self.address} is busy: {messages(exc)}") from exc
@@ -448,6 +452,9 @@ class InfrahubInventory:
             handle=handle,
         )
 
+    async def list_sites(self) -> list[str]:
+        return sorted(await self._site_names())
+
     async def _site_names(self) -> list[str]:
         return [str(value(s, "shortname")) for s in nodes(await self._gql(q.SITES), "LocationSite")]
 
@@ -456,19 +463,37 @@ class InfrahubInventory:
         read = await self._read(identifier, branch)
         return to_service(read.node) if read.node else None
 
-    async def list_services(self, branch: str) -> list[Service]:
+    async def list_services(
+        self,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        site: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Service]:
+        # Infrahub orders by the schema's order_by (the identifier) and ignores null filters.
+        filters = {"status": status.value if status else None, "site": site}
         found: list[Service] = []
-        offset = 0
-        while True:
-            data = await self._gql(q.SERVICES, {"limit": PAGE, "offset": offset}, branch)
+        offset = max(offset, 0)
+        while limit is None or len(found) < limit:
+            size = PAGE if limit is None else min(PAGE, limit - len(found))
+            data = await self._gql(q.SERVICES, {"limit": size, "offset": offset, **filters}, branch)
             page = nodes(data, SERVICE)
             found += [to_service(n) for n in page]
-            offset += PAGE
-            if len(page) < PAGE or offset >= int(data[SERVICE].get("count") or 0):
+            offset += size
+            if len(page) < size or offset >= int(data[SERVICE].get("count") or 0):
                 break
         return sorted(found, key=lambda s: s.service_identifier)
 
-    async def create_service(self, request: ServiceRequest) -> Service:
+    async def count_services(
+        self, branch: str, *, status: ServiceStatus | None = None, site: str | None = None
+    ) -> int:
+        variables = {"status": status.value if status else None, "site": site}
+        data = await self._gql(q.SERVICE_COUNT, variables, branch)
+        return int(data[SERVICE].get("count") or 0)
+
+    async def create_service(self, request: ServiceRequest, *, requested_by: str | None = None) -> Service:
         data = {
             "service_identifier": m.attr(request.service_identifier),
             "account_reference": m.attr(request.account_reference),
@@ -477,10 +502,20 @@ class InfrahubInventory:
             "ip_package": m.attr(request.ip_package.value),
             "location": m.hfid(request.site),
         }
+        if requested_by is not None:
+            data["requested_by"] = m.attr(requested_by)
         try:
-            result = await self._gql(q.CREATE_SERVICE, {"data": data})
+            await self._gql(q.CREATE_SERVICE, {"data": data})
             self._site_of[request.service_identifier] = request.site
-            return to_service(result[f"{SERVICE}Create"]["object"])
+            return Service(
+                service_identifier=request.service_identifier,
+                account_reference=request.account_reference,
+                site=request.site,
+                bandwidth=request.bandwidth,
+                ip_package=request.ip_package,
+                status=ServiceStatus.DRAFT,
+                requested_by=requested_by,
+            )
         except GraphQLError as exc:
             existing = await self.get_service(request.service_identifier, MAIN)
             if existing is None:
@@ -494,6 +529,26 @@ class InfrahubInventory:
                 f"at {existing.site}"
             )
         return existing
+
+    async def withdraw_service(self, identifier: str) -> None:
+        read = await self._read(identifier, MAIN)
+        node, records = read.node, read.records
+        if node is None:
+            return
+        status = ServiceStatus.parse(str(value(node, "status")))
+        if status is not ServiceStatus.DRAFT:
+            raise ServiceConflict(f"{identifier} is {status.value}: only a draft can be withdrawn")
+        branch = policy.branch_name(identifier, "deliver")
+        if await self._newest_change(branch) is not None:
+            raise ServiceConflict(f"{identifier} has a proposed change: it is not withdrawn")
+        try:
+            await self._gql(q.DELETE_BRANCH, {"name": branch})
+        except GraphQLError as exc:
+            if "not found" not in messages(exc).lower():
+                raise
+        await self._write(
+            [*(m.delete(RESERVATION, r["id"]) for r in records), m.delete(SERVICE, node["id"])], MAIN
+        )
 
     async def update_service(
         self,
@@ -779,8 +834,9 @@ class InfrahubInventory:
         )
         _, errors = await self._send(second, branch)
         if errors:
-            await self._recorded_elsewhere(identifier, second, errors)
-            raise GraphQLError(errors=errors)
+            errors = await self._recorded_elsewhere(identifier, second, errors, branch)
+            if errors:
+                raise GraphQLError(errors=errors)
         if first or second:
             self._wrote[(identifier, branch)] = [
                 i for i in (held.vlan_id, held.prefix_id, *held.gateway_ids) if i is not None
@@ -933,12 +989,19 @@ class InfrahubInventory:
             raise GraphQLError(errors=errors)
 
     async def _recorded_elsewhere(
-        self, identifier: str, ops: list[m.Op], errors: list[dict[str, Any]]
-    ) -> None:
-        """A VLAN ID or prefix a pool has just handed out is still recorded for another service: the
-        pools and the reservations disagree (a release on a branch by a client that deletes instead of
-        setting aside, under review). Raised as a domain error, so the step gives back what it took."""
+        self, identifier: str, ops: list[m.Op], errors: list[dict[str, Any]], branch: str
+    ) -> list[dict[str, Any]]:
+        """A VLAN ID or prefix a pool has just handed out is still recorded for another service.
+
+        A record claimed on a branch that no longer exists is void (the branch, and what it took, is
+        gone: deleted without its claims discarded, e.g. after a merge that never finished): it is
+        removed and this service's record written again. Otherwise the pools and the reservations
+        disagree (a release on a branch by a client that deletes instead of setting aside, under
+        review): raised as a domain error, so the step gives back what it took. Returns the errors
+        that are not about records."""
         names = {m.name_of(op, i): op for i, op in enumerate(ops)}
+        rest: list[dict[str, Any]] = []
+        retry: list[m.Op] = []
         for error in errors:
             op = names.get(str((error.get("path") or [""])[0]))
             if (
@@ -946,16 +1009,29 @@ class InfrahubInventory:
                 or not op.alias.endswith("_record")
                 or "unique" not in str(error.get("message", ""))
             ):
+                rest.append(error)
                 continue
             resource = str(op.data["resource"]["value"])
             found = nodes(await self._gql(q.RESERVATION, {"resource": resource}), RESERVATION)
             holder = found[0] if found else {}
+            claimed_on = value(holder, "claimed_on")
+            if holder and claimed_on not in (None, MAIN) and not await self._branch_exists(str(claimed_on)):
+                await self._write([m.delete(RESERVATION, holder["id"])], MAIN, missing_ok=True)
+                retry.append(op)
+                continue
             raise ServiceConflict(
                 f"{resource.split(':', 1)[0]} {resource.split(':', 1)[1]}, handed to {identifier} by its pool, is "
-                f"still recorded for {value(holder, 'service_identifier')} (claimed on {value(holder, 'claimed_on')}, "
+                f"still recorded for {value(holder, 'service_identifier')} (claimed on {claimed_on}, "
                 f"released on {value(holder, 'released_on')}): a release under review elsewhere; try again once "
                 "it is concluded"
             )
+        if retry:
+            _, again = await self._send(retry, branch)
+            rest += again
+        return rest
+
+    async def _branch_exists(self, name: str) -> bool:
+        return bool((await self._gql(q.BRANCH, {"name": name})).get("Branch"))
 
     async def _held_by(self, identifier: str, resource: str) -> bool:
         found = nodes(await self._gql(q.RESERVATION, {"resource": resource}), RESERVATION)
@@ -1142,7 +1218,9 @@ class InfrahubInventory:
         change = to_change(max(found, key=lambda n: str(n["id"])))
         self._branch_of[change.id] = change.branch
         if change.state is ChangeState.MERGED:
-            await self._finish_merge(branch, data)
+            # A read-only account that looks first may not write: the next account allowed to finishes it.
+            with contextlib.suppress(PermissionDenied):
+                await self._finish_merge(branch, data)
         return change
 
     async def _change_node(self, change_id: str) -> dict[str, Any]:
@@ -1152,8 +1230,10 @@ class InfrahubInventory:
         self._branch_of[change_id] = str(value(found[0], "source_branch"))
         return found[0]
 
-    async def merge_proposed_change(self, change_id: str) -> ProposedChange:
-        """Merge as the architect would, once the change's pipeline has finished: Infrahub refuses a
+    async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
+        """Merge as the architect would, through the state update Infrahub checks against the account's
+        ``merge_proposed_change`` permission (Infrahub 1.11's ``CoreProposedChangeMerge`` does not check
+        it), once the change's pipeline has finished: Infrahub refuses a
         merge while checks are unfinished, and each refused merge is a task of its own on Infrahub's
         task manager. So the change is read first (its state, its validators' states and what its merge
         will leave to finish), and the merge sent only when nothing runs; the merge request waits for
@@ -1180,10 +1260,10 @@ class InfrahubInventory:
                 delay = min(delay * 1.5, 10.0)
                 continue
             try:
-                await self._gql(
-                    q.MERGE_PROPOSED_CHANGE, {"id": change_id}, wait_seconds=int(self.merge_timeout)
-                )
+                await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id}, timeout=self.merge_timeout)
             except GraphQLError as exc:  # refused, or merged or closed meanwhile: the state says which
+                if "not allowed to merge" in messages(exc).lower():
+                    raise PermissionDenied(f"Infrahub refused: {messages(exc)}") from exc
                 refused = messages(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 10.0)
@@ -1206,7 +1286,7 @@ class InfrahubInventory:
             raise ServiceConflict(f"no proposed change {change_id!r}")
         return found[0], data
 
-    async def close_proposed_change(self, change_id: str) -> ProposedChange:
+    async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         change = to_change(await self._change_node(change_id))
         if change.state is ChangeState.MERGED:
             raise ServiceConflict(f"proposed change {change_id} is merged and cannot be closed")
@@ -1214,6 +1294,20 @@ class InfrahubInventory:
             return change
         result = await self._gql(q.CLOSE_PROPOSED_CHANGE, {"id": change_id})
         return to_change(result["CoreProposedChangeUpdate"]["object"])
+
+    # ------------------------------------------------------------------ reconciliation support
+    async def leaks(self) -> list[str]:
+        """Reservations whose service is gone from main, or is decommissioned and still holds them."""
+        live = {s.service_identifier: s.status for s in await self.list_services(MAIN)}
+        found: list[str] = []
+        for record in await self._paged(q.ALL_RESERVATIONS, RESERVATION):
+            owner = str(value(record, "service_identifier"))
+            status = live.get(owner)
+            if status is None or (
+                status is ServiceStatus.DECOMMISSIONED and value(record, "claimed_on") == MAIN
+            ):
+                found.append(f"{value(record, 'resource')} reserved for {owner}")
+        return found
 
     async def _finish_merge(self, branch: str, pending: dict[str, Any] | None = None) -> None:
         """What a merge leaves to do on main: claims made on the branch become main's, what was

@@ -24,7 +24,7 @@ from infrahub_sdk.exceptions import (
     URLNotFoundError,
 )
 
-from allocation.errors import InventoryUnavailable
+from allocation.errors import InventoryUnavailable, PermissionDenied, Unauthenticated
 
 
 class Busy(InventoryUnavailable):
@@ -37,13 +37,22 @@ class Connection:
     inventory, close it with the inventory."""
 
     def __init__(
-        self, address: str, token: str | None, timeout: int = 60, *, sdk: InfrahubClient | None = None
+        self,
+        address: str,
+        token: str | None,
+        timeout: int = 60,
+        *,
+        sdk: InfrahubClient | None = None,
+        access_token: str | None = None,
     ) -> None:
         self.address = address.rstrip("/")
         self.timeout = timeout
         self.round_trips = 0
         self.operations: Counter[str] = Counter()  # requests per GraphQL operation name
         self._http: httpx.AsyncClient | None = None
+        # A person's JWT from Infrahub's login API (the portal): Infrahub then applies that person's
+        # permissions and records them in its activity log, instead of the API token's account.
+        self._bearer = access_token
         self._counted_by_requester = sdk is None
         if sdk is None:
             config = Config(address=self.address, api_token=token, timeout=timeout, requester=self._request)
@@ -69,6 +78,9 @@ class Connection:
         self.round_trips += 1
         self.operations[_operation(payload)] += 1
         verb = str(getattr(method, "value", method)).upper()
+        if self._bearer is not None:
+            headers = {**headers, "Authorization": f"Bearer {self._bearer}"}
+            headers.pop("X-INFRAHUB-KEY", None)
         try:
             try:
                 response = await self._http.request(verb, url, headers=headers, json=payload, timeout=timeout)
@@ -86,6 +98,10 @@ class Connection:
             raise self.unavailable(str(exc) or type(exc).__name__) from exc
         if response.status_code >= 500:
             raise Busy(f"Infrahub at {self.address} is unreachable: HTTP {response.status_code} from {url}")
+        if response.status_code == 403:
+            raise PermissionDenied(f"Infrahub refused: {_errors(response)}")
+        if response.status_code == 401:
+            raise Unauthenticated(f"Infrahub no longer accepts these credentials: {_errors(response)}")
         return response
 
     def unavailable(self, reason: str) -> InventoryUnavailable:
@@ -96,16 +112,20 @@ class Connection:
         query: str,
         variables: dict[str, Any] | None = None,
         branch: str = "main",
-        wait_seconds: int | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         """Run one GraphQL document (one round trip). GraphQL errors come back as ``GraphQLError``;
-        ``wait_seconds`` overrides the timeout for a request that waits for an Infrahub task."""
+        ``timeout`` overrides the default for a request that waits for an Infrahub task."""
         if not self._counted_by_requester:
             self.round_trips += 1  # a wrapped client: count here, its transport does not
             self.operations[_operation({"query": query})] += 1
         try:
             data: dict[str, Any] = await self.sdk.execute_graphql(
-                query=query, variables=variables, branch_name=branch, timeout=wait_seconds
+                query=query,
+                variables=variables,
+                branch_name=branch,
+                timeout=int(timeout) if timeout else None,
             )
         except (ServerNotReachableError, ServerNotResponsiveError, JsonDecodeError) as exc:
             raise self.unavailable(str(exc) or type(exc).__name__) from exc
@@ -119,6 +139,14 @@ class Connection:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        found = response.json().get("errors") or []
+        return " | ".join(str(e.get("message", e)) for e in found) or response.reason_phrase
+    except ValueError:
+        return response.reason_phrase
 
 
 def messages(error: GraphQLError) -> str:

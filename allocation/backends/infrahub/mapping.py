@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
-from allocation import policy
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import (
     ChangeState,
@@ -131,6 +130,7 @@ def to_service(node: dict[str, Any]) -> Service:
         ip_package=IpPackage(str(value(node, "ip_package"))),
         status=ServiceStatus.parse(str(value(node, "status"))),
         implementation=to_implementation(node),
+        requested_by=value(node, "requested_by"),
     )
 
 
@@ -143,15 +143,14 @@ def created_at(node_id: str) -> datetime | None:
 
 
 def to_change(node: dict[str, Any]) -> ProposedChange:
+    state = _CHANGE_STATES.get(str(value(node, "state")), ChangeState.OPEN)
+    decider = value((node.get("state") or {}).get("updated_by"), "name")
     return ProposedChange(
         id=str(node["id"]),
         name=str(value(node, "name") or ""),
         branch=str(value(node, "source_branch")),
-        state=_CHANGE_STATES.get(str(value(node, "state")), ChangeState.OPEN),
+        state=state,
         description=str(value(node, "description") or ""),
         created_at=created_at(str(node["id"])),
+        decided_by=str(decider) if decider is not None and state is not ChangeState.OPEN else None,
     )
-
-
-def gateway_name(vlan_id: int) -> str:
-    return policy.gateway_interface_name(vlan_id)

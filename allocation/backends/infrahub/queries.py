@@ -23,6 +23,7 @@ SERVICE_FIELDS = """
   id
   service_identifier { value }
   account_reference { value }
+  requested_by { value }
   status { value }
   bandwidth { value }
   ip_package { value }
@@ -61,11 +62,18 @@ PROPOSED_CHANGE_FIELDS = """
   source_branch { value }
   state { value }
 """
+# In reads, the account that last set the state: who merged or closed the change (Infrahub records
+# it). Never in a mutation's answer: Infrahub counts every kind a mutation selects as written, and an
+# account kind as account management.
+PROPOSED_CHANGE_READ_FIELDS = PROPOSED_CHANGE_FIELDS.replace(
+    "state { value }", "state { value updated_by { ... on CoreGenericAccount { name { value } } } }"
+)
 
 
 def _expand(text: str) -> str:
     return (
         text.replace("@SERVICE@", SERVICE_FIELDS)
+        .replace("@CHANGE_READ@", PROPOSED_CHANGE_READ_FIELDS)
         .replace("@CHANGE@", PROPOSED_CHANGE_FIELDS)
         .replace("@RESERVATION@", RESERVATION_FIELDS)
     )
@@ -121,7 +129,7 @@ def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True
         variables.append("$branches: String!")
         fields.append(
             "CoreProposedChange(source_branch__value: $branches, partial_match: true) "
-            "{ edges { node { @CHANGE@ } } }"
+            "{ edges { node { @CHANGE_READ@ } } }"
         )
     if site_variable or held:
         variables += ["$site: String!"]
@@ -167,21 +175,30 @@ def generator_query() -> str:
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
 
+# A null filter is ignored by Infrahub: one document for every combination of filters.
 SERVICES = _expand(
     """
-query Services($limit: Int!, $offset: Int!) {
-  ServiceDedicatedInternet(limit: $limit, offset: $offset) { count edges { node { @SERVICE@ } } }
+query Services($limit: Int!, $offset: Int!, $status: String, $site: String) {
+  ServiceDedicatedInternet(
+    limit: $limit, offset: $offset, status__value: $status, location__shortname__value: $site
+  ) { count edges { node { @SERVICE@ } } }
 }
 """
 )
 
-CREATE_SERVICE = _expand(
-    """
-mutation CreateService($data: ServiceDedicatedInternetCreateInput!) {
-  ServiceDedicatedInternetCreate(data: $data) { ok object { @SERVICE@ } }
+SERVICE_COUNT = """
+query ServiceCount($status: String, $site: String) {
+  ServiceDedicatedInternet(status__value: $status, location__shortname__value: $site) { count }
 }
 """
-)
+
+# Only the id back: a mutation's answer counts as a write of every kind it selects (site, VLAN,
+# interfaces...), which service delivery may not do on main.
+CREATE_SERVICE = """
+mutation CreateService($data: ServiceDedicatedInternetCreateInput!) {
+  ServiceDedicatedInternetCreate(data: $data) { ok object { id } }
+}
+"""
 
 UPDATE_SERVICE = """
 mutation UpdateService($data: ServiceDedicatedInternetUpdateInput!) {
@@ -218,6 +235,15 @@ query Pools {
 }
 """
 
+ALL_RESERVATIONS = """
+query AllReservations($limit: Int!, $offset: Int!) {
+  ServiceReservation(limit: $limit, offset: $offset) {
+    count
+    edges { node { service_identifier { value } resource { value } claimed_on { value } } }
+  }
+}
+"""
+
 RESERVATION = """
 query Reservation($resource: String!) {
   ServiceReservation(resource__value: $resource) {
@@ -236,7 +262,7 @@ query Utilization($pool: String!) {
 PROPOSED_CHANGES = _expand(
     """
 query ProposedChanges($branch: String!) {
-  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -246,7 +272,7 @@ query ProposedChanges($branch: String!) {
 CHANGE_AND_PENDING = _expand(
     """
 query ChangeAndPending($branch: String!) {
-  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE_READ@ } } }
   claimed: ServiceReservation(claimed_on__value: $branch) { edges { node { id } } }
   released: ServiceReservation(released_on__value: $branch) { edges { node { id } } }
   IpamVLAN(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
@@ -261,7 +287,7 @@ query ChangeAndPending($branch: String!) {
 MERGE_STATE = _expand(
     """
 query MergeState($id: ID!, $branch: String!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE@ validations { edges { node { state { value } } } } } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ validations { edges { node { state { value } } } } } } }
   claimed: ServiceReservation(claimed_on__value: $branch) { edges { node { id } } }
   released: ServiceReservation(released_on__value: $branch) { edges { node { id } } }
   IpamVLAN(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
@@ -274,7 +300,7 @@ query MergeState($id: ID!, $branch: String!) {
 MERGE_STATE_BY_ID = _expand(
     """
 query MergeStateById($id: ID!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE@ validations { edges { node { state { value } } } } } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ validations { edges { node { state { value } } } } } } }
 }
 """
 )
@@ -282,7 +308,7 @@ query MergeStateById($id: ID!) {
 PROPOSED_CHANGE = _expand(
     """
 query ProposedChange($id: ID!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE@ } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -303,11 +329,16 @@ mutation CloseChange($id: String!) {
 """
 )
 
-# Infrahub runs the merge as a task; with wait_until_completion the request returns when it is
-# done (or refused), so nobody polls while it runs.
+# The state update, not CoreProposedChangeMerge: only this path checks merge_proposed_change.
 MERGE_PROPOSED_CHANGE = """
 mutation MergeChange($id: String!) {
-  CoreProposedChangeMerge(data: {id: $id}, wait_until_completion: true) { ok }
+  CoreProposedChangeUpdate(data: {id: $id, state: {value: "merged"}}) { ok }
+}
+"""
+
+DELETE_BRANCH = """
+mutation DeleteBranch($name: String!) {
+  BranchDelete(wait_until_completion: true, data: {name: $name}) { ok }
 }
 """
 

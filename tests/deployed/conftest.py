@@ -1,0 +1,166 @@
+"""Deployed tests: a real Prefect server on PostgreSQL with a worker (``scripts/prefect-stack``),
+driven through its REST API as an operator would.
+
+Opt-in (``FACTORY_TEST_DEPLOYED=1``, set by ``scripts/run-tests``): the stack listens on fixed
+ports, so only one checkout on a machine should run them at a time. The session starts the stack
+unless it is running, and stops it afterwards if it started it.
+
+The deployments under test are the catalog's, rendered to a prefect.yaml as the real one is and
+deployed with ``prefect deploy --all``, under names ending ``-t<run>``, with a short reconcile
+interval and an embedded inventory of their own (job variables), so that they never touch the
+operator's deployments or data; they are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    DeploymentFilterName,
+    FlowRunFilter,
+)
+from prefect.client.schemas.objects import FlowRun
+
+from deployments.catalog import catalog
+from deployments.render import render
+from tests.support import ROOT
+
+STACK = ROOT / "scripts" / "prefect-stack" / "stack"
+RUN = int(time.time()) % 100000
+SUFFIX = f"-t{RUN}"
+SHORT_INTERVAL = timedelta(seconds=15)
+T = TypeVar("T")
+
+requires_stack = pytest.mark.skipif(
+    not os.environ.get("FACTORY_TEST_DEPLOYED"),
+    reason="deployed tests are opt-in: FACTORY_TEST_DEPLOYED=1 (they start scripts/prefect-stack)",
+)
+
+
+def stack(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(STACK), *args], capture_output=True, text=True, check=check, timeout=600
+    )
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """The PostgreSQL Prefect stack's API URL; started (and stopped afterwards) unless running."""
+    running = stack("status", check=False).returncode == 0
+    if not running:
+        started = stack("start", "--db", "postgres", check=False)
+        assert started.returncode == 0, started.stdout + started.stderr
+        print(started.stdout)
+    env = stack("env").stdout
+    url = next(
+        line.split("=", 1)[1] for line in env.splitlines() if line.startswith("export PREFECT_API_URL=")
+    )
+    yield url
+    if not running:
+        stack("stop")
+
+
+@pytest.fixture
+async def prefect(prefect_api: str) -> AsyncIterator[PrefectClient]:
+    """A client of the stack, whatever PREFECT_API_URL the session set (the flow tests' harness)."""
+    async with PrefectClient(api=prefect_api) as client:
+        yield client
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], within: float, what: str) -> T:
+    """The first truthy answer of ``probe``, polled for ``within`` seconds (a deadline, not a target)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within:.0f}s: {what}")
+        await asyncio.sleep(0.25)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    ids: dict[str, UUID]  # catalog name -> id of its test copy
+    inventory: Path
+
+    async def runs(self, client: PrefectClient, name: str) -> list[FlowRun]:
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.ids[name]])),
+        )
+
+
+def prefect_cli(prefect_api: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_API_URL=prefect_api, PREFECT_HOME=str(ROOT / ".prefect-stack" / "client"))
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "prefect"), "--no-prompt", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="session")
+async def deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployed]:
+    """The catalog's deployments, deployed with ``prefect deploy --all`` from a rendered prefect.yaml."""
+    folder = tmp_path_factory.mktemp("deployed")
+    inventory = folder / "inventory.sqlite3"
+    specs = [dataclasses.replace(d, tags=(*d.tags, "test")) for d in catalog(reconcile_every=SHORT_INTERVAL)]
+    prefect_yaml = folder / "prefect.yaml"
+    prefect_yaml.write_text(
+        render(
+            specs,
+            name_suffix=SUFFIX,
+            job_variables={"env": {"FACTORY_BACKEND": "embedded", "FACTORY_DB": str(inventory)}},
+        )
+    )
+    result = prefect_cli(prefect_api, "deploy", "--all", "--prefect-file", str(prefect_yaml))
+    assert result.returncode == 0, result.stdout + result.stderr
+    async with PrefectClient(api=prefect_api) as client:
+        found = await client.read_deployments(
+            deployment_filter=DeploymentFilter(
+                name=DeploymentFilterName(any_=[s.name + SUFFIX for s in specs])
+            )
+        )
+        ids = {d.name.removesuffix(SUFFIX): d.id for d in found}
+        assert set(ids) == {s.name for s in specs}
+        # Only what a test asks for runs on schedule: the copy's reconcile starts paused.
+        await set_schedules(client, ids["reconcile"], active=False)
+    try:
+        yield Deployed(ids=ids, inventory=inventory)
+    finally:
+        async with PrefectClient(api=prefect_api) as client:
+            for deployment_id in ids.values():
+                # Deleting a deployment leaves the automations of its triggers behind.
+                await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+                await client.delete_deployment(deployment_id)
+
+
+async def set_schedules(client: PrefectClient, deployment_id: UUID, *, active: bool) -> None:
+    """Switch a deployment's schedules; switched off, the server drops the runs it scheduled."""
+    for schedule in await client.read_deployment_schedules(deployment_id):
+        await client.update_deployment_schedule(deployment_id, schedule.id, active=active)
+
+
+def parameters_of(run: FlowRun) -> dict[str, Any]:
+    params = run.parameters.get("params") or {}
+    return dict(params) if isinstance(params, dict) else {}
