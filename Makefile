@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	python3 scripts/prefect-stack/stack start --db sqlite --workers 0
 	. .prefect-stack/env && $(BIN)/factory demo
+	@echo "The UI asks for the server's credential: paste the line of .prefect-stack/api-auth-string"
 
 demo-stop:
 	python3 scripts/prefect-stack/stack stop

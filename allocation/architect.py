@@ -11,7 +11,7 @@ import asyncio
 from typing import Literal
 
 from allocation import attempts
-from allocation.errors import AllocationError
+from allocation.errors import AllocationError, InventoryUnavailable
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ChangeState, ProposedChange
 from allocation.results import TransitionResult
@@ -50,8 +50,11 @@ async def when_open(
     beside a run (``--auto-approve``). Polls fast on the embedded file, gently on Infrahub."""
     delay = first_seconds
     while True:
-        attempt = await attempts.latest(identifier, transition.name, inventory)
-        if attempt.change is not None and attempt.change.state is ChangeState.OPEN:
+        try:
+            attempt = await attempts.latest(identifier, transition.name, inventory)
+        except InventoryUnavailable:
+            attempt = None  # a busy source of truth dropped the read: look again
+        if attempt is not None and attempt.change is not None and attempt.change.state is ChangeState.OPEN:
             return await _apply(attempt.change, decision, inventory, by)
         await asyncio.sleep(delay)
         delay = min(delay * 2, ceiling_seconds)

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from allocation.errors import AllocationError
+from allocation.errors import AllocationError, InventoryUnavailable
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ChangeState
 from allocation.results import Handover, Outcome, TransitionResult
@@ -47,7 +47,10 @@ class Poll:
         delay = self.first_seconds
         while loop.time() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            change = await work.inventory.get_proposed_change(work.on_branch)
+            try:
+                change = await work.inventory.get_proposed_change(work.on_branch)
+            except InventoryUnavailable:
+                continue  # a read lost while waiting; the review goes on, and so does the wait
             if change is not None and change.state is not ChangeState.OPEN:
                 return
             delay = min(delay * 2, self.ceiling_seconds)

@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import httpx
 from deployments.catalog import catalog
 from deployments.events import proposed_change_event
 from deployments.render import render
+from deployments.webhooks import basic_authorization
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "scripts" / "prefect-stack" / "stack"
@@ -47,6 +49,15 @@ def stack(*args: str, env: dict[str, str] | None = None) -> str:
         env={**os.environ, **(env or {})},
     )
     return done.stdout
+
+
+def api_client(api: str, **kwargs: Any) -> httpx.AsyncClient:
+    """A client of the stack's API, with its credential (PREFECT_API_AUTH_STRING, from `stack env`)."""
+    return httpx.AsyncClient(
+        base_url=api,
+        headers={"Authorization": basic_authorization(os.environ["PREFECT_API_AUTH_STRING"])},
+        **kwargs,
+    )
 
 
 def ts(value: str) -> float:
@@ -72,10 +83,8 @@ def cold_start() -> None:
     print(stack("status"))
 
 
-def prefect_deploy(api: str, inventory: Path) -> None:
-    """The catalog's reconcile, deployed as the real one is (render, then prefect deploy)."""
-    (reconcile,) = [d for d in catalog() if d.name == "reconcile"]
-    text = render([reconcile], name_suffix=SUFFIX, job_variables={"env": {"FACTORY_DB": str(inventory)}})
+def deploy_yaml(text: str, api: str, auth: str) -> None:
+    """``prefect deploy --all`` of a rendered prefect.yaml, as an operator runs it."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "prefect.yaml"
         path.write_text(text)
@@ -90,15 +99,22 @@ def prefect_deploy(api: str, inventory: Path) -> None:
                 str(path),
             ],
             cwd=ROOT,
-            env={**env, "PREFECT_API_URL": api},
+            env={**env, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": auth},
             check=True,
             capture_output=True,
         )
 
 
+def prefect_deploy(api: str, inventory: Path) -> None:
+    """The catalog's reconcile, deployed as the real one is (render, then prefect deploy)."""
+    (reconcile,) = [d for d in catalog() if d.name == "reconcile"]
+    text = render([reconcile], name_suffix=SUFFIX, job_variables={"env": {"FACTORY_DB": str(inventory)}})
+    deploy_yaml(text, api, os.environ["PREFECT_API_AUTH_STRING"])
+
+
 async def deploy(api: str, inventory: Path) -> str:
     await asyncio.to_thread(prefect_deploy, api, inventory)
-    async with httpx.AsyncClient(base_url=api) as http:
+    async with api_client(api) as http:
         found = (await http.get(f"/deployments/name/reconcile/reconcile{SUFFIX}")).json()
         for schedule in found["schedules"]:
             await http.patch(f"/deployments/{found['id']}/schedules/{schedule['id']}", json={"active": False})
@@ -130,7 +146,7 @@ async def received(http: httpx.AsyncClient, event_id: str) -> dict[str, Any]:
 
 async def event_to_run(api: str, deployment: str, count: int) -> None:
     latencies = []
-    async with httpx.AsyncClient(base_url=api) as http:
+    async with api_client(api) as http:
         for _ in range(count):
             branch = f"bench-{uuid.uuid4().hex[:8]}"
             event = proposed_change_event(branch, "merged", str(uuid.uuid4()), source="bench")
@@ -158,7 +174,7 @@ async def drained(api: str, deployment: str) -> None:
         "deployments": {"id": {"any_": [deployment]}},
         "flow_runs": {"state": {"type": {"not_any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}},
     }
-    async with httpx.AsyncClient(base_url=api) as http:
+    async with api_client(api) as http:
         while True:
             if not (await http.post("/flow_runs/filter", json=query)).json():
                 return
@@ -178,7 +194,7 @@ async def pickup(api: str, deployment: str, runs: int, query_seconds: str) -> No
     )
     await asyncio.sleep(3)
     picked, started, total = [], [], []
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    async with api_client(api, timeout=30) as http:
         for _ in range(runs):
             await asyncio.sleep(random.uniform(0, float(query_seconds)))  # not in step with the poll
             run = (await http.post(f"/deployments/{deployment}/create_flow_run", json={})).json()
@@ -202,11 +218,13 @@ async def main() -> None:
     args = parser.parse_args()
     if not args.no_cold_start:
         cold_start()
-    api = next(
-        line.split("=", 1)[1]
+    client_env = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
         for line in stack("env").splitlines()
-        if line.startswith("export PREFECT_API_URL=")
+        if line.startswith("export ")
     )
+    api = client_env["PREFECT_API_URL"]
+    os.environ["PREFECT_API_AUTH_STRING"] = client_env["PREFECT_API_AUTH_STRING"]
     with tempfile.TemporaryDirectory() as folder:
         deployment = await deploy(api, Path(folder) / "inventory.sqlite3")
         try:
@@ -214,7 +232,7 @@ async def main() -> None:
             for seconds in args.query_seconds:
                 await pickup(api, deployment, args.runs, seconds)
         finally:
-            async with httpx.AsyncClient(base_url=api) as http:
+            async with api_client(api) as http:
                 await http.delete(f"/automations/owned-by/prefect.deployment.{deployment}")
                 await http.delete(f"/deployments/{deployment}")
             stack("stop", "worker-1")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import sys
 from typing import Any
 
 from deployments.catalog import catalog
@@ -66,6 +67,21 @@ async def refresh(sites: list[str] | None = None) -> list[str]:
     return done
 
 
+def main() -> int:
+    sites = asyncio.run(known_sites())
+    if not sites:
+        # Without sites the form cannot offer a choice, and a request for any site would be accepted
+        # by the server and fail inside its run: refuse, as the form would.
+        print(
+            "error: the inventory knows no sites, so the request form cannot list them: load it first "
+            "(factory load, or scripts/infrahub-bootstrap with FACTORY_BACKEND=infrahub), then run this again",
+            file=sys.stderr,
+        )
+        return 2
+    updated = asyncio.run(refresh(sites))
+    print(f"forms set on {len(updated)} deployments: {', '.join(updated)}; sites: {', '.join(sorted(sites))}")
+    return 0
+
+
 if __name__ == "__main__":
-    updated = asyncio.run(refresh())
-    print(f"forms set on {len(updated)} deployments: {', '.join(updated)}")
+    raise SystemExit(main())

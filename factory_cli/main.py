@@ -108,6 +108,13 @@ def run(db: Path | None, work: Callable[[Inventory], Awaitable[T]]) -> T:
     except OSError as error:  # a file that cannot be opened, a connection refused
         raise refuse(f"unavailable: {error}", 3) from None
     except Exception as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403) and type(error).__module__.split(".")[0] in ("httpx", "prefect"):
+            raise refuse(
+                f"Prefect server at {os.environ.get('PREFECT_API_URL')} refused the credential ({status}): "
+                "set PREFECT_API_AUTH_STRING to its auth string (scripts/prefect-stack/stack env)",
+                3,
+            ) from None
         if type(error).__module__.split(".")[0] in (
             "httpx",
             "httpcore",
@@ -297,9 +304,13 @@ async def _announce(api: str, branch: str, state: Literal["merged", "closed"], c
     import httpx
 
     from deployments.events import proposed_change_event
+    from deployments.webhooks import basic_authorization
 
     event = proposed_change_event(branch, state, change_id, source="factory")
-    async with httpx.AsyncClient(timeout=10) as client:
+    # The server's credential (PREFECT_SERVER_API_AUTH_STRING), as Prefect's own clients send it.
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    headers = {"Authorization": basic_authorization(auth)} if auth else {}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as client:
         (await client.post(f"{api.rstrip('/')}/events", json=[event])).raise_for_status()
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from hypothesis import Phase, settings
@@ -22,6 +24,16 @@ settings.register_profile(
 )
 settings.register_profile("slow", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (CI's timeout, `kill`) would end the session without its teardown, and the Prefect
+    # harness's API server process would outlive it. As an interrupt, fixtures are torn down.
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -27,20 +27,22 @@ from allocation import intake
 from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import ServiceStatus
 from allocation.model import MAIN
-from tests.deployed.conftest import RUN, Deployed, eventually, parameters_of, requires_stack
-from tests.support import DATA, ROOT, request
+from deployments.webhooks import basic_authorization
+from tests.deployed.conftest import (
+    RUN,
+    Deployed,
+    PrefectApi,
+    eventually,
+    parameters_of,
+    requires_stack,
+)
+from tests.support import ROOT, request
 
 pytestmark = [pytest.mark.deployed, requires_stack]
 
 # Distinct per run: the session's inventory file is shared by the deployed tests.
 DELIVERED = f"DT{RUN % 10000}-0001"
 REJECTED = f"DT{RUN % 10000}-0002"
-
-
-def loaded(path: Path) -> Path:
-    if not path.exists():
-        EmbeddedInventory(path).load(DATA)
-    return path
 
 
 async def on_main(path: Path, identifier: str) -> Any:
@@ -51,9 +53,9 @@ async def on_main(path: Path, identifier: str) -> Any:
         await inventory.close()
 
 
-def factory(prefect_api: str, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def factory(prefect_api: PrefectApi, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_API_URL=prefect_api, FACTORY_BACKEND="embedded", FACTORY_DB=str(db))
+    env.update(prefect_api.env(), FACTORY_BACKEND="embedded", FACTORY_DB=str(db))
     return subprocess.run(
         [sys.executable, "-m", "factory_cli.main", *args],
         cwd=ROOT,
@@ -74,9 +76,10 @@ async def runs_named(client: PrefectClient, deployed: Deployed, deployment: str,
 
 
 async def test_a_delivery_triggered_by_the_api_resumes_on_the_review_event(
-    deployed: Deployed, prefect: PrefectClient, prefect_api: str
+    deployed: Deployed, prefect: PrefectClient, prefect_api: PrefectApi
 ) -> None:
-    db = loaded(deployed.inventory)
+    db = deployed.inventory
+    assert db is not None
     inventory = EmbeddedInventory(db)
     try:
         await intake.record(request(DELIVERED, site="par01"), inventory)
@@ -88,7 +91,7 @@ async def test_a_delivery_triggered_by_the_api_resumes_on_the_review_event(
         "parameters": {"params": {"service_identifier": DELIVERED}},
         "idempotency_key": f"deliver:{DELIVERED}:1",
     }
-    async with httpx.AsyncClient(base_url=prefect_api) as http:
+    async with prefect_api.http() as http:
         first = await http.post(f"/deployments/{deployed.ids['deliver']}/create_flow_run", json=body)
         again = await http.post(f"/deployments/{deployed.ids['deliver']}/create_flow_run", json=body)
     assert first.status_code == 201 and again.status_code == 200, (first.text, again.text)
@@ -124,9 +127,10 @@ async def test_a_delivery_triggered_by_the_api_resumes_on_the_review_event(
 
 
 async def test_a_request_by_event_and_a_rejection_leave_nothing_behind(
-    deployed: Deployed, prefect: PrefectClient, prefect_api: str
+    deployed: Deployed, prefect: PrefectClient, prefect_api: PrefectApi
 ) -> None:
-    db = loaded(deployed.inventory)
+    db = deployed.inventory
+    assert db is not None
     params = request(REJECTED, site="lyn01").model_dump(mode="json")
     created = await prefect.create_flow_run_from_deployment(
         deployed.ids["request"], parameters={"params": params}
@@ -157,3 +161,73 @@ async def test_a_request_by_event_and_a_rejection_leave_nothing_behind(
     finally:
         await inventory.close()
     await asyncio.sleep(0)
+
+
+def secrets_in_use(prefect_api: PrefectApi) -> dict[str, str]:
+    """Every credential this run used: the Prefect API's (as set and as sent), Infrahub's token the
+    worker inherits, the stack's PostgreSQL password."""
+    found = {
+        "PREFECT_API_AUTH_STRING": prefect_api.auth,
+        "its password part": prefect_api.auth.split(":", 1)[-1],
+        "the Authorization header": basic_authorization(prefect_api.auth).split()[1],
+    }
+    if os.environ.get("INFRAHUB_API_TOKEN"):
+        found["INFRAHUB_API_TOKEN"] = os.environ["INFRAHUB_API_TOKEN"]
+    password = stack_dir() / "postgres-password"
+    if password.exists():
+        found["the PostgreSQL password"] = password.read_text().strip()
+    return found
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("PREFECT_STACK_DIR") or ROOT / ".prefect-stack")
+
+
+async def test_no_credential_in_the_logs_or_on_the_flow_run_pages(
+    deployed: Deployed, prefect: PrefectClient, prefect_api: PrefectApi
+) -> None:
+    """After the deliveries above (run in this module's order): what an operator can read, the stack's
+    log files and what the UI's flow-run pages show, holds none of the credentials in use."""
+    runs = [r for name in deployed.ids for r in await deployed.runs(prefect, name)]
+    delivered = [r for r in runs if r.name == f"deliver {DELIVERED}" and r.state and r.state.is_completed()]
+    assert delivered, "the delivery test runs first in this module: nothing to look at"
+    ids = [str(r.id) for r in runs]
+    shown: dict[str, str] = {}
+    async with prefect_api.http(timeout=60) as http:
+
+        async def read(what: str, method: str, path: str, body: object = None) -> None:
+            response = await http.request(method, path, json=body)
+            assert response.status_code == 200, (what, response.text)
+            shown[what] = response.text
+
+        for run_id in ids:  # the flow-run page: the run (parameters, job variables, state), its tasks
+            await read(f"flow run {run_id}", "GET", f"/flow_runs/{run_id}")
+        pages: list[str] = []
+        while True:  # every page of the runs' logs
+            query = {"logs": {"flow_run_id": {"any_": ids}}, "offset": 200 * len(pages), "limit": 200}
+            page = await http.post("/logs/filter", json=query)
+            assert page.status_code == 200, page.text
+            pages.append(page.text)
+            if len(page.json()) < 200:
+                break
+        shown["logs"] = "".join(pages)
+        await read("task runs", "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": ids}}})
+        await read("artifacts", "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": ids}}})
+        for name, deployment_id in deployed.ids.items():
+            await read(f"deployment {name}", "GET", f"/deployments/{deployment_id}")
+        await read("work pool", "GET", "/work_pools/service-factory")
+        ui = httpx.URL(prefect_api.url).copy_with(path="/ui-settings")
+        shown["ui settings"] = (await http.get(ui)).text
+    for log in sorted((stack_dir() / "logs").glob("*.log")):
+        shown[str(log)] = log.read_text(errors="replace")
+    assert "deliver" in shown["logs"] and f'"{DELIVERED}"' in shown[f"flow run {delivered[0].id}"]
+    leaks = [
+        (where, what)
+        for where, text in shown.items()
+        for what, secret in secrets_in_use(prefect_api).items()
+        if secret in text
+    ]
+    print(
+        f"searched {len(shown)} sources, {sum(map(len, shown.values()))} characters, for {len(secrets_in_use(prefect_api))} credentials"
+    )
+    assert leaks == []

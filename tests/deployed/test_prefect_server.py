@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 
-import httpx
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
@@ -16,6 +16,7 @@ from tests.deployed.conftest import (
     RUN,
     SHORT_INTERVAL,
     Deployed,
+    PrefectApi,
     eventually,
     parameters_of,
     requires_stack,
@@ -30,12 +31,23 @@ async def test_the_server_schedules_reconcile_and_a_worker_runs_it(
 ) -> None:
     # Fails with SQLAlchemy 2.1: the scheduler's insert of the runs raises, and no run is created.
     started = time.monotonic()
+    # A run the scheduler made in the moment between the deploy and the pause may have run already:
+    # only the runs it makes from now on count.
+    switched_on = datetime.now(UTC)
     await set_schedules(prefect, deployed.ids["reconcile"], active=True)
     try:
 
         async def two_completed() -> list[FlowRun] | None:
             runs = await deployed.runs(prefect, "reconcile")
-            done = [r for r in runs if r.auto_scheduled and r.state is not None and r.state.is_completed()]
+            done = [
+                r
+                for r in runs
+                if r.auto_scheduled
+                and r.created is not None
+                and r.created >= switched_on
+                and r.state is not None
+                and r.state.is_completed()
+            ]
             return done if len(done) >= 2 else None
 
         completed = await eventually(two_completed, 300, "two scheduled reconcile runs completed")
@@ -53,14 +65,14 @@ async def test_the_server_schedules_reconcile_and_a_worker_runs_it(
 
 
 async def test_a_review_event_runs_reconcile_for_its_branch(
-    deployed: Deployed, prefect: PrefectClient, prefect_api: str
+    deployed: Deployed, prefect: PrefectClient, prefect_api: PrefectApi
 ) -> None:
     branches = {MERGED: f"t{RUN}-dia-0001-deliver", CLOSED: f"t{RUN}-dia-0002-modify"}
     events = [
         proposed_change_event(branches[MERGED], "merged", str(uuid.uuid4()), source="test"),
         proposed_change_event(branches[CLOSED], "closed", str(uuid.uuid4()), source="test"),
     ]
-    async with httpx.AsyncClient(base_url=prefect_api) as http:
+    async with prefect_api.http() as http:
         response = await http.post("/events", json=events)
         posted = time.monotonic()
     assert response.status_code == 204, response.text

@@ -133,7 +133,11 @@ async def run_transition(
         run = decommission(DecommissionParams(service_identifier=identifier), local)
     if not auto_approve:
         return await run
-    approving = asyncio.ensure_future(architect(identifier.upper(), TRANSITIONS[name], "merge"))
+    # The architect lives as long as the run (cancelled below): on a busy Infrahub the change may take
+    # minutes to open, and a deadline of its own would leave the run waiting for nobody.
+    approving = asyncio.ensure_future(
+        architect(identifier.upper(), TRANSITIONS[name], "merge", timeout_seconds=None)
+    )
     try:
         return await run
     finally:
@@ -143,7 +147,10 @@ async def run_transition(
 
 
 async def architect(
-    identifier: str, transition: Transition, decision: architects.Decision, timeout_seconds: float = 20
+    identifier: str,
+    transition: Transition,
+    decision: architects.Decision,
+    timeout_seconds: float | None = 20,
 ) -> ProposedChange:
     """The architect beside a run, with an inventory of its own, as a person in Infrahub would be."""
     inventory = open_inventory()

@@ -21,6 +21,7 @@ from allocation.errors import (
     UnknownSite,
 )
 from allocation.intent import Bandwidth, ServiceStatus
+from allocation.model import ChangeState
 from allocation.results import Outcome
 from allocation.transitions import DELIVER
 from flows import engine
@@ -120,6 +121,40 @@ async def test_unavailable_inventory_is_retried(monkeypatch: pytest.MonkeyPatch,
     flaky, result = await _deliver_with(monkeypatch, inventory_path, lambda: InventoryUnavailable("503"), 1)
     assert flaky.calls == 2
     assert result.outcome is Outcome.DONE
+
+
+class _DropsReadsWhileOpen:
+    """The embedded inventory, losing its first ``failures`` reads of an open proposed change; the
+    read after them finds the change merged (the architect decided meanwhile)."""
+
+    def __init__(self, inner: EmbeddedInventory, failures: int) -> None:
+        self._inner, self.failures = inner, failures
+
+    async def get_proposed_change(self, branch: str) -> Any:
+        change = await self._inner.get_proposed_change(branch)
+        if change is not None and change.state is ChangeState.OPEN and self.failures > 0:
+            self.failures -= 1
+            raise InventoryUnavailable("Infrahub at http://infrahub is unreachable: ReadError")
+        if change is not None and change.state is ChangeState.OPEN:
+            return await self._inner.merge_proposed_change(change.id)
+        return change
+
+    async def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_read_lost_while_waiting_for_review_does_not_end_the_wait(
+    monkeypatch: pytest.MonkeyPatch, inventory_path: Any
+) -> None:
+    dropping = _DropsReadsWhileOpen(EmbeddedInventory(inventory_path), failures=3)
+    monkeypatch.setattr(engine, "open_inventory", lambda: dropping)
+    await request_service(dia(1))
+    result = await run_transition("deliver", "DIA-0001")
+    assert dropping.failures == 0
+    assert result.outcome is Outcome.DONE and result.status is ServiceStatus.ACTIVE
 
 
 async def test_domain_error_is_not_retried(

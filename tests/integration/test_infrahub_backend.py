@@ -7,6 +7,8 @@ backend under test.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -160,6 +162,29 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
     assert again is not None and again.id == first.id
     assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
     assert await held(identifier) == records
+
+    # A retried write whose first attempt landed after the client stopped waiting (a timeout under
+    # load): the retry read the branch before the gateway's address was there, so it creates it again.
+    read = await infrahub._require(identifier, branch)
+    stale = copy.deepcopy(read.node)
+    assert stale is not None
+    for interface in stale["dedicated_interfaces"]["edges"]:
+        interface["node"].pop("ip_addresses", None)
+    reads = iter([dataclasses.replace(read, node=stale)])
+    real_require = infrahub._require
+
+    async def stale_once(identifier: str, branch: str) -> Any:
+        return next(reads, None) or await real_require(identifier, branch)
+
+    gateway = allocated.gateway
+    assert gateway is not None and allocated.vlan is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(infrahub, "_require", stale_once)
+        again_gateway = await infrahub.ensure_gateway(
+            identifier, device=gateway.device, vlan=allocated.vlan, address=gateway.address, branch=branch
+        )
+    assert again_gateway == gateway
+    assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
 
     # Rejected: everything the branch took goes back at once.
     await infrahub.close_proposed_change(first.id)

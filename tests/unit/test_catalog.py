@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import yaml
 from prefect import Flow
@@ -74,3 +78,14 @@ def test_a_deployment_form_offers_the_sites_and_leaves_out_what_only_local_runs_
     deliver_form = form_schema(deliver.parameters.model_dump(), ["par01"])
     assert set(deliver_form["properties"]) == {"params"}
     assert "local_wait" in deliver.parameters.model_dump()["properties"]  # the flow itself keeps it
+
+
+def test_forms_are_refused_when_the_inventory_knows_no_sites(tmp_path: Path) -> None:
+    """Without sites the request form would take any site, and the run would fail later."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FACTORY_", "INFRAHUB_"))}
+    env.update(FACTORY_BACKEND="embedded", FACTORY_DB=str(tmp_path / "empty.sqlite3"))
+    done = subprocess.run(
+        [sys.executable, "-m", "deployments.forms"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: the inventory knows no sites") and done.stderr.count("\n") == 1

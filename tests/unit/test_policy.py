@@ -1,8 +1,9 @@
 from ipaddress import IPv4Interface, IPv4Network
 
 import pytest
+from pydantic import ValidationError
 
-from allocation import policy
+from allocation import intent, policy
 from allocation.intent import IpPackage, ServiceRequest, ServiceStatus
 from allocation.model import Port
 
@@ -95,3 +96,65 @@ def test_the_seeds_misspelled_statuses_are_read_as_aliases() -> None:
     assert ServiceStatus.parse("in-decomissioning") is ServiceStatus.IN_DECOMMISSIONING
     assert ServiceStatus.parse("decomissioned") is ServiceStatus.DECOMMISSIONED
     assert "decomissioned" not in {s.value for s in ServiceStatus}
+
+
+@pytest.mark.parametrize(
+    ("identifier", "transition", "attempt", "branch"),
+    [
+        ("DIA-0042", "deliver", 1, "dia-0042-deliver"),
+        ("DIA-0042", "deliver", 2, "dia-0042-deliver-2"),
+        ("BIZ9-7", "modify", 1, "biz9-7-modify"),
+        ("DIA-0042", "decommission", 12, "dia-0042-decommission-12"),
+    ],
+)
+def test_review_branches_are_named_for_service_transition_and_attempt(
+    identifier: str, transition: policy.TransitionName, attempt: int, branch: str
+) -> None:
+    assert policy.branch_name(identifier, transition, attempt) == branch
+    assert policy.parse_branch(branch) == (identifier, transition, attempt)
+    assert policy.attempt_of(branch, identifier, transition) == attempt
+
+
+@pytest.mark.parametrize(
+    "branch",
+    [
+        "main",
+        "dia-0042",
+        "dia-0042-deliver-",
+        "dia-0042-deliverx",
+        "dia-0042-retire",
+        "DIA-0042-deliver",
+        "d-0042-deliver",
+        "dia0042-deliver",
+        "dia-0042-deliver-two",
+        "x-dia-0042-deliver",
+        "dia-0042-deliver-2-extra",
+    ],
+)
+def test_other_branches_are_not_review_branches(branch: str) -> None:
+    assert policy.parse_branch(branch) is None
+
+
+def test_a_refused_request_gets_one_readable_message_per_field() -> None:
+    with pytest.raises(ValidationError) as refused:
+        ServiceRequest.model_validate(
+            {
+                "service_identifier": "dia 42",
+                "account_reference": "",
+                "site": "Paris!",
+                "bandwidth": "2000",
+                "ip_package": "huge",
+            }
+        )
+    assert intent.field_messages(refused.value) == {
+        "service_identifier": "must look like DIA-0042: an upper-case product prefix, a dash, digits",
+        "account_reference": "give the customer account (1 to 64 characters), e.g. ACC-1234",
+        "site": "give a site short name such as par01 (lower-case letters, digits, dashes)",
+        "bandwidth": "choose 100 (100M), 1000 (1G) or 10000 (10G)",
+        "ip_package": "choose small, medium or large",
+    }
+    with pytest.raises(ValidationError) as unknown:
+        ServiceRequest.model_validate(["not", "a", "mapping"])
+    assert intent.field_messages(unknown.value) == {
+        "": "Input should be a valid dictionary or instance of ServiceRequest"
+    }

@@ -1102,7 +1102,17 @@ class InfrahubInventory:
         )
         if current == wanted:
             return wanted
-        gateway = (await self._apply(service, Changes(gateway=device), branch, read, None)).gateway
+        try:
+            gateway = (await self._apply(service, Changes(gateway=device), branch, read, None)).gateway
+        except GraphQLError as error:
+            if "uniqueness constraint" not in str(error):
+                raise
+            # An earlier attempt's write landed after we stopped waiting for it (a retried timeout):
+            # read again and add only what is still missing.
+            read = await self._require(service, branch)
+            if to_implementation(read.node or {}).gateway == wanted:
+                return wanted
+            gateway = (await self._apply(service, Changes(gateway=device), branch, read, None)).gateway
         assert gateway is not None
         return gateway
 
