@@ -8,7 +8,7 @@ Every attempt is then closed, so what it took goes back to the pools and the nex
 allocated from the same free resources as the reference: equal implementations, not only equal counts.
 
 CI kills at one point of each (half-allocated, half-released: the states a resume must read right);
-``make test-slow`` kills at every point.
+``make test-slow`` (the ``every`` cases, marked slow) kills at every point.
 """
 
 from __future__ import annotations
@@ -93,21 +93,21 @@ async def _close(transition: Transition, identifier: str, change: str, inventory
     assert await lifecycle.conclude(identifier, transition, inventory, closed.branch) is Outcome.REJECTED
 
 
-def _points(transition: Transition) -> list[int]:
-    every = os.environ.get("RUN_SLOW") == "1" or os.environ.get("CRASH_ALL_POINTS") == "1"
-    return ALL_POINTS[transition.name] if every else SAMPLED[transition.name]
-
-
 async def _unreleased(identifier: str) -> list[str]:
     return sorted(r for r, (_, released) in (await held(identifier)).items() if released is None)
 
 
+@pytest.mark.parametrize(
+    "points",
+    [SAMPLED["deliver"], pytest.param(ALL_POINTS["deliver"], marks=pytest.mark.slow)],
+    ids=["sampled", "every"],
+)
 async def test_a_delivery_killed_at_any_step_resumes_to_what_an_unkilled_one_holds(
-    infrahub: InfrahubInventory, new_id: Callable[[], str]
+    points: list[int], infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     before = await pool_and_port_usage(infrahub, SITE)
     expected: dict[str, Any] = {}
-    for after in [0, *_points(DELIVER)]:
+    for after in [0, *points]:
         identifier = new_id()
         await lifecycle.request_service(request(identifier, site=SITE), infrahub)
         if after:
@@ -136,8 +136,13 @@ async def test_a_delivery_killed_at_any_step_resumes_to_what_an_unkilled_one_hol
         assert await pool_and_port_usage(infrahub, SITE) == before, f"killed after {after}: a leak"
 
 
+@pytest.mark.parametrize(
+    "points",
+    [SAMPLED["decommission"], pytest.param(ALL_POINTS["decommission"], marks=pytest.mark.slow)],
+    ids=["sampled", "every"],
+)
 async def test_a_decommission_killed_at_any_step_resumes_to_what_an_unkilled_one_holds(
-    infrahub: InfrahubInventory, new_id: Callable[[], str]
+    points: list[int], infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
     await lifecycle.request_service(request(identifier, site=SITE), infrahub)
@@ -151,7 +156,7 @@ async def test_a_decommission_killed_at_any_step_resumes_to_what_an_unkilled_one
     assert len(reserved) == 3  # the VLAN ID, the prefix and the port
 
     change = branch = ""
-    for after in [0, *_points(DECOMMISSION)]:
+    for after in [0, *points]:
         if after:
             await _kill_after(DECOMMISSION, identifier, after)
         change, branch, implementation = await _run_to_review(DECOMMISSION, identifier, infrahub)
@@ -160,7 +165,7 @@ async def test_a_decommission_killed_at_any_step_resumes_to_what_an_unkilled_one
         assert on_main.status is ServiceStatus.IN_DECOMMISSIONING
         assert on_main.implementation == active.implementation  # nothing is given back before the merge
         assert await infrahub.leaks() == []
-        if after != _points(DECOMMISSION)[-1]:
+        if after != points[-1]:
             await _close(DECOMMISSION, identifier, change, infrahub)
             back = await lifecycle.get_service(identifier, infrahub)
             assert back.status is ServiceStatus.ACTIVE, f"killed after {after}"
