@@ -2,6 +2,12 @@
 
 What Infrahub holds is checked with plain GraphQL through the SDK's own client, not through the
 backend under test.
+
+In the service's life each merge is made through Infrahub's own API, as an architect does in
+Infrahub's UI (no code of ours has finished the merge when it returns), and three clients then
+conclude it at the same moment, as the flow's wait, the architect's CLI, reconciliation, an
+event-triggered resume and the generator can in production: the end is the same as concluding once
+(no NODE_NOT_FOUND, nothing released twice, nothing leaked).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN
 from allocation.settings import InfrahubSettings
 from tests import lifecycle
-from tests.integration.conftest import held, requires_infrahub, sdk_query
+from tests.integration.conftest import held, merge_in_infrahub, requires_infrahub, sdk_query
 from tests.support import request
 
 pytestmark = [pytest.mark.integration, requires_infrahub]
@@ -70,12 +76,34 @@ query Left($vlan: String!, $prefix: String!) {
 """
 
 
-async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> None:
+PARTIES = 3
+
+
+async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> str:
+    """Merge the transition's change in Infrahub, then conclude it from three clients at once; the
+    merged branch."""
     change = await lifecycle.prepare(identifier, transition, inventory)
     assert change is not None
-    await inventory.merge_proposed_change(change.id)
-    branch, _ = await lifecycle.review_branch(identifier, transition, inventory)
-    assert await lifecycle.conclude(identifier, transition, inventory, branch) is lifecycle.Outcome.DONE
+    await merge_in_infrahub(change.id)
+    others = [InfrahubInventory.from_settings(InfrahubSettings()) for _ in range(PARTIES - 1)]
+    try:
+        outcomes = await asyncio.gather(
+            *(lifecycle.conclude(identifier, transition, p, change.branch) for p in (inventory, *others)),
+            return_exceptions=True,
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert outcomes == [lifecycle.Outcome.DONE] * PARTIES, outcomes
+    return change.branch
+
+
+BRANCHES_AND_CHANGES = """
+query Left($branches: [String]) {
+  Branch { name }
+  CoreProposedChange(source_branch__values: $branches) { edges { node { state { value } } } }
+}
+"""
 
 
 async def test_a_service_lives_and_dies_on_infrahub(
@@ -87,7 +115,7 @@ async def test_a_service_lives_and_dies_on_infrahub(
     )
 
     start = infrahub.round_trips
-    await approve(infrahub, identifier, lifecycle.DELIVER)
+    delivered_on = await approve(infrahub, identifier, lifecycle.DELIVER)
     delivered = await lifecycle.get_service(identifier, infrahub)
     impl = delivered.implementation
     assert delivered.status is ServiceStatus.ACTIVE and impl.complete
@@ -130,7 +158,7 @@ async def test_a_service_lives_and_dies_on_infrahub(
     assert await main_view(identifier) == view
 
     start = infrahub.round_trips
-    await approve(infrahub, identifier, lifecycle.DECOMMISSION)
+    decommissioned_on = await approve(infrahub, identifier, lifecycle.DECOMMISSION)
     print(f"decommission: {infrahub.round_trips - start} round trips")
     gone = await lifecycle.get_service(identifier, infrahub)
     assert gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
@@ -141,6 +169,10 @@ async def test_a_service_lives_and_dies_on_infrahub(
     left = await sdk_query(LEFT_ON_MAIN, {"vlan": f"vlan__{identifier}", "prefix": str(impl.prefix)})
     assert left["IpamVLAN"]["count"] == 0
     assert all(p["node"]["service"]["node"] is None for p in left["IpamPrefix"]["edges"])  # not ours
+    branches = [delivered_on, decommissioned_on]
+    found = await sdk_query(BRANCHES_AND_CHANGES, {"branches": branches})
+    assert decommissioned_on not in {b["name"] for b in found["Branch"]}  # deleted once given back
+    assert [c["node"]["state"]["value"] for c in found["CoreProposedChange"]["edges"]] == ["merged"] * 2
     assert await lifecycle.prepare(identifier, lifecycle.DECOMMISSION, infrahub) is None
 
 
