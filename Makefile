@@ -47,6 +47,10 @@ mutate: $(STAMP)
 test: $(STAMP) lint
 	scripts/run-tests
 
+# The long runs left out of `make test` (throughput at K=16 on Infrahub, ...): tests marked `slow`.
+test-slow: $(STAMP)
+	scripts/run-tests -m slow
+
 infrahub-start:
 	python3 scripts/infrahub-stack/stack start
 	. .infrahub-stack/env && python3 scripts/infrahub-bootstrap

@@ -7,6 +7,7 @@ change, or the last one that has one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from allocation import policy
@@ -37,3 +38,16 @@ async def latest(identifier: str, transition: policy.TransitionName, inventory: 
             return found
         found = Attempt(branch, change)
         attempt += 1
+
+
+def latest_of(
+    changes: Sequence[ProposedChange], identifier: str, transition: policy.TransitionName
+) -> Attempt:
+    """``latest`` from proposed changes already read (a planning view's, oldest first): no read."""
+    newest = {change.branch: change for change in changes}
+    found = Attempt(policy.branch_name(identifier, transition), None)
+    attempt = 1
+    while (change := newest.get(policy.branch_name(identifier, transition, attempt))) is not None:
+        found = Attempt(change.branch, change)
+        attempt += 1
+    return found

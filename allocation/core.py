@@ -1,13 +1,16 @@
 """Plan, then apply: turn a request into VLAN, prefix, port and gateway, and give them back.
 
 Every step reads what the branch already holds and only does what is missing, so any step can
-run twice, or again after a crash, and change nothing the second time.
+run twice, or again after a crash, and change nothing the second time. A step reads once (a
+planning view) and writes once (``Inventory.apply_changes``): the decisions between are pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from ipaddress import IPv4Network
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,11 +21,28 @@ from allocation.errors import (
     NoPortAvailable,
     PoolExhausted,
     PortTaken,
+    ServiceConflict,
     UnknownService,
 )
-from allocation.intent import ServiceRequest
+from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.inventory import Inventory
-from allocation.model import MAIN, Device, Gateway, Implementation, Port, PortAssignment, Site, Vlan
+from allocation.model import (
+    MAIN,
+    ROLES,
+    Changes,
+    Device,
+    Gateway,
+    Implementation,
+    PlanningView,
+    Port,
+    PortAssignment,
+    PrefixRequest,
+    Role,
+    Service,
+    Site,
+    Vlan,
+    VlanRequest,
+)
 
 # How often a port is re-chosen when concurrent requests keep winning the race for it.
 PORT_CLAIM_ATTEMPTS = 16
@@ -36,7 +56,7 @@ class Action(StrEnum):
 
 class PlannedStep(BaseModel):
     model_config = ConfigDict(frozen=True)
-    role: policy.Role
+    role: Role
     action: Action
     detail: str
 
@@ -56,17 +76,45 @@ class Plan(BaseModel):
 
 
 async def plan(request: ServiceRequest, inventory: Inventory, branch: str = MAIN) -> Plan:
-    """Decide what the request gets, checking every resource is available. Raises domain errors."""
-    site = await inventory.get_site(request.site)
-    service = await inventory.get_service(request.service_identifier, branch)
-    current = service.implementation if service else Implementation()
+    """Decide what the request gets, checking every resource is available. Raises domain errors.
+    One read (a planning view of the request's site)."""
+    view = await inventory.planning_view(request.service_identifier, branch, site=request.site)
+    return plan_from(request, view)
+
+
+async def plan_service(
+    identifier: str,
+    inventory: Inventory,
+    branch: str = MAIN,
+    *,
+    bandwidth: Bandwidth | None = None,
+    ip_package: IpPackage | None = None,
+) -> Plan:
+    """Plan for a recorded service as ``branch`` holds it (with a new bandwidth or IP package if
+    given): one read, where reading the service and then planning would take two."""
+    view = await inventory.planning_view(identifier, branch)
+    if view.service is None:
+        raise UnknownService(identifier)
+    return plan_from(desired(view.service, bandwidth, ip_package), view)
+
+
+def desired(service: Service, bandwidth: Bandwidth | None, ip_package: IpPackage | None) -> ServiceRequest:
+    return service.as_request().model_copy(
+        update={"bandwidth": bandwidth or service.bandwidth, "ip_package": ip_package or service.ip_package}
+    )
+
+
+def plan_from(request: ServiceRequest, view: PlanningView) -> Plan:
+    """The plan of ``request`` from a planning view: pure policy, no I/O."""
+    site = view.site
+    current = view.current
     length = policy.prefix_length(request.ip_package)
     bandwidth = request.bandwidth.mbps
     steps: list[PlannedStep] = []
 
     if current.vlan is not None:
         steps.append(PlannedStep(role="vlan", action=Action.KEEP, detail=f"VLAN {current.vlan.vlan_id}"))
-    elif await inventory.pool_has_room(site.vlan_pool):
+    elif view.room.get(site.vlan_pool, 0) >= 1:
         steps.append(
             PlannedStep(role="vlan", action=Action.ALLOCATE, detail=f"next ID from {site.vlan_pool!r}")
         )
@@ -75,7 +123,7 @@ async def plan(request: ServiceRequest, inventory: Inventory, branch: str = MAIN
 
     if current.prefix is not None and current.prefix.prefixlen == length:
         steps.append(PlannedStep(role="prefix", action=Action.KEEP, detail=str(current.prefix)))
-    elif await inventory.pool_has_room(site.prefix_pool, length):
+    elif view.room.get(site.prefix_pool, 0) >= 2 ** (32 - length):
         action = Action.ALLOCATE if current.prefix is None else Action.REPLACE
         steps.append(
             PlannedStep(role="prefix", action=action, detail=f"next /{length} from {site.prefix_pool!r}")
@@ -87,7 +135,7 @@ async def plan(request: ServiceRequest, inventory: Inventory, branch: str = MAIN
         port = current.port.port
         steps.append(PlannedStep(role="port", action=Action.KEEP, detail=_port_label(port)))
     else:
-        port = await _choose_port(inventory, site, bandwidth)
+        port = _choose_port(view, bandwidth)
         action = Action.ALLOCATE if current.port is None else Action.REPLACE
         steps.append(PlannedStep(role="port", action=action, detail=_port_label(port)))
 
@@ -113,89 +161,172 @@ async def plan(request: ServiceRequest, inventory: Inventory, branch: str = MAIN
     )
 
 
+def changes_for(plan: Plan, view: PlanningView, roles: Collection[Role] = ROLES) -> Changes:
+    """What one step writes to bring the service's implementation, as ``view`` shows it, to ``plan``,
+    for the given roles only: pure, decided from the fresh view (the plan may be older)."""
+    current = view.current
+    bandwidth = plan.request.bandwidth.mbps
+    release: set[Role] = set()
+    update: dict[str, Any] = {}
+
+    new_vlan = current.vlan is None
+    if "vlan" in roles and new_vlan:
+        update["vlan"] = VlanRequest(pool=plan.site.vlan_pool, l2domain=plan.site.l2domain)
+
+    new_prefix = current.prefix is None or current.prefix.prefixlen != plan.prefix_length
+    if "prefix" in roles and new_prefix:
+        if current.prefix is not None:
+            release.add("prefix")
+        update["prefix"] = PrefixRequest(pool=plan.site.prefix_pool, length=plan.prefix_length)
+
+    held = current.port
+    if held is not None and held.port.speed_mbps >= bandwidth:
+        port = held.port
+        if "port" in roles and (new_vlan or current.vlan is None or held.vlan_id != current.vlan.vlan_id):
+            update["port"] = port  # configured again, for the service's (new) VLAN
+    elif "port" in roles:
+        if held is not None:
+            release.add("port")  # moving to a faster port: the old one stays held until the merge
+        port = _choose_port(view, bandwidth)
+        update["port"] = port
+    else:
+        port = held.port if held is not None else plan.port
+
+    if "gateway" in roles:
+        router = _router(plan.site, port).name
+        gateway = current.gateway
+        in_place = (
+            gateway is not None
+            and not new_vlan
+            and not new_prefix
+            and current.prefix is not None
+            and current.vlan is not None
+            and gateway.device == router
+            and gateway.address == policy.gateway_address(current.prefix)
+            and gateway.vlan_id == current.vlan.vlan_id
+        )
+        if not in_place:
+            if current.prefix is None and "prefix" not in update:
+                raise ServiceConflict(f"{plan.request.service_identifier} has no prefix to put a gateway in")
+            if gateway is not None:
+                release.add("gateway")
+            update["gateway"] = router
+    return Changes(release=frozenset(release), **update)
+
+
+_ONLY: dict[Role, tuple[Role]] = {role: (role,) for role in ROLES}
+
+
+async def _carry_out(
+    plan: Plan,
+    inventory: Inventory,
+    branch: str,
+    roles: Collection[Role] = ROLES,
+    view: PlanningView | None = None,
+) -> Implementation:
+    """Read once (unless given a view just read), write what is missing; when a concurrent request
+    wins the race for the chosen port, read again and choose another."""
+    identifier = plan.request.service_identifier
+    for _ in range(PORT_CLAIM_ATTEMPTS):
+        if view is None:
+            view = await inventory.planning_view(identifier, branch, site=plan.site.shortname)
+        if view.service is None:
+            raise UnknownService(identifier)
+        try:
+            return await inventory.apply_changes(
+                identifier, changes_for(plan, view, roles), branch=branch, view=view
+            )
+        except PortTaken:
+            view = None
+    raise NoPortAvailable(plan.site.shortname, plan.request.bandwidth.mbps)
+
+
 async def allocate_vlan(plan: Plan, inventory: Inventory, branch: str) -> Vlan:
-    return await inventory.ensure_vlan(
-        plan.request.service_identifier, pool=plan.site.vlan_pool, l2domain=plan.site.l2domain, branch=branch
-    )
+    vlan = (await _carry_out(plan, inventory, branch, _ONLY["vlan"])).vlan
+    assert vlan is not None
+    return vlan
 
 
 async def allocate_prefix(plan: Plan, inventory: Inventory, branch: str, vlan: Vlan) -> IPv4Network:
-    identifier = plan.request.service_identifier
-    current = (await _implementation(inventory, identifier, branch)).prefix
-    if current is not None and current.prefixlen != plan.prefix_length:
-        await inventory.release_prefix(identifier, branch=branch)
-    return await inventory.ensure_prefix(
-        identifier, pool=plan.site.prefix_pool, length=plan.prefix_length, vlan=vlan, branch=branch
-    )
+    prefix = (await _carry_out(plan, inventory, branch, _ONLY["prefix"])).prefix
+    assert prefix is not None
+    return prefix
 
 
 async def allocate_port(plan: Plan, inventory: Inventory, branch: str, vlan: Vlan) -> PortAssignment:
-    identifier = plan.request.service_identifier
-    bandwidth = plan.request.bandwidth.mbps
-    current = (await _implementation(inventory, identifier, branch)).port
-    if current is not None and current.port.speed_mbps >= bandwidth:
-        return await inventory.claim_port(identifier, port=current.port, vlan=vlan, branch=branch)
-    if current is not None:
-        # Moving to a faster port: the old one stays held until the move reaches main.
-        await inventory.release_port(identifier, branch=branch)
-    choice = plan.port
-    for _ in range(PORT_CLAIM_ATTEMPTS):
-        try:
-            return await inventory.claim_port(identifier, port=choice, vlan=vlan, branch=branch)
-        except PortTaken:
-            choice = await _choose_port(inventory, plan.site, bandwidth)
-    raise NoPortAvailable(plan.site.shortname, bandwidth)
+    port = (await _carry_out(plan, inventory, branch, _ONLY["port"])).port
+    assert port is not None
+    return port
 
 
 async def allocate_gateway(
     plan: Plan, inventory: Inventory, branch: str, vlan: Vlan, prefix: IPv4Network, port: PortAssignment
 ) -> Gateway:
-    identifier = plan.request.service_identifier
-    router = _router(plan.site, port.port)
-    address = policy.gateway_address(prefix)
-    current = (await _implementation(inventory, identifier, branch)).gateway
-    if current is not None and (current.device != router.name or current.address != address):
-        await inventory.release_gateway(identifier, branch=branch)
-    return await inventory.ensure_gateway(
-        identifier, device=router.name, vlan=vlan, address=address, branch=branch
-    )
+    gateway = (await _carry_out(plan, inventory, branch, _ONLY["gateway"])).gateway
+    assert gateway is not None
+    return gateway
 
 
-async def apply(plan: Plan, inventory: Inventory, branch: str) -> Implementation:
-    """Carry out a plan on a branch. A domain error half-way (a race lost to a concurrent request)
-    puts the service's objects on the branch back as they were: nothing is left half-allocated."""
+async def apply(
+    plan: Plan, inventory: Inventory, branch: str, *, view: PlanningView | None = None
+) -> Implementation:
+    """Carry out a plan on a branch: one read (none when given a planning view of the branch just
+    read), then the backend's writes (two on Infrahub). A domain error half-way (a race lost to a
+    concurrent request) puts the service's objects on the branch back as they were: nothing is left
+    half-allocated."""
     try:
-        vlan = await allocate_vlan(plan, inventory, branch)
-        prefix = await allocate_prefix(plan, inventory, branch, vlan)
-        port = await allocate_port(plan, inventory, branch, vlan)
-        gateway = await allocate_gateway(plan, inventory, branch, vlan, prefix, port)
+        return await _carry_out(plan, inventory, branch, view=view)
     except AllocationError:
         await inventory.discard_changes(plan.request.service_identifier, branch=branch)
         raise
-    return Implementation(vlan=vlan, prefix=prefix, port=port, gateway=gateway)
+
+
+def in_place(request: ServiceRequest, view: PlanningView) -> bool:
+    """Whether the service holds, as ``view`` shows it, everything the request needs: nothing to write."""
+    current = view.current
+    vlan, prefix, port, gateway = current.vlan, current.prefix, current.port, current.gateway
+    if vlan is None or prefix is None or port is None or gateway is None:
+        return False
+    router = view.site.device("edge", port.port.device_index)
+    return (
+        prefix.prefixlen == policy.prefix_length(request.ip_package)
+        and port.port.speed_mbps >= request.bandwidth.mbps
+        and port.vlan_id == vlan.vlan_id
+        and router is not None
+        and gateway
+        == Gateway(
+            device=router.name,
+            interface=policy.gateway_interface_name(vlan.vlan_id),
+            address=policy.gateway_address(prefix),
+            vlan_id=vlan.vlan_id,
+        )
+    )
+
+
+async def implement(
+    identifier: str, inventory: Inventory, branch: str, *, view: PlanningView | None = None
+) -> Implementation:
+    """Plan and apply for a recorded service as ``branch`` holds it, in as few requests as possible:
+    none when ``view`` (read already, as a generator's query is) shows everything in place; else one
+    read and the writes."""
+    if view is not None and view.service is not None and in_place(view.service.as_request(), view):
+        return view.current
+    site = view.site.shortname if view is not None else None
+    full = await inventory.planning_view(identifier, branch, site=site)
+    if full.service is None:
+        raise UnknownService(identifier)
+    return await apply(plan_from(full.service.as_request(), full), inventory, branch, view=full)
 
 
 async def release(identifier: str, inventory: Inventory, branch: str) -> None:
-    """Give back everything a service holds, in the reverse order of allocation."""
-    await inventory.release_gateway(identifier, branch=branch)
-    await inventory.release_port(identifier, branch=branch)
-    await inventory.release_prefix(identifier, branch=branch)
-    await inventory.release_vlan(identifier, branch=branch)
+    """Give back everything a service holds (gateway, port, prefix, VLAN): one read, one write."""
+    await inventory.apply_changes(identifier, Changes(release=frozenset(ROLES)), branch=branch)
 
 
-async def _implementation(inventory: Inventory, identifier: str, branch: str) -> Implementation:
-    service = await inventory.get_service(identifier, branch)
-    if service is None:
-        raise UnknownService(identifier)
-    return service.implementation
-
-
-async def _choose_port(inventory: Inventory, site: Site, bandwidth: int) -> Port:
-    candidates = await inventory.free_ports(site.shortname, bandwidth)
-    load = await inventory.switch_load(site.shortname)
-    port = policy.choose_port(candidates, load, bandwidth)
+def _choose_port(view: PlanningView, bandwidth: int) -> Port:
+    port = policy.choose_port(view.free_ports, view.switch_load, bandwidth)
     if port is None:
-        raise NoPortAvailable(site.shortname, bandwidth)
+        raise NoPortAvailable(view.site.shortname, bandwidth)
     return port
 
 

@@ -22,10 +22,10 @@ from allocation.results import TransitionResult
 
 async def check(request: ServiceRequest, inventory: Inventory) -> core.Plan:
     """What the request gets (reserves nothing), or the domain error that refuses it."""
-    existing = await inventory.get_service(request.service_identifier, MAIN)
-    if existing is not None:
-        refuse_if_other(existing, request)
-    return await core.plan(request, inventory)
+    view = await inventory.planning_view(request.service_identifier, MAIN, site=request.site)
+    if view.service is not None:
+        refuse_if_other(view.service, request)
+    return core.plan_from(request, view)
 
 
 def refuse_if_other(existing: Service, request: ServiceRequest) -> None:
@@ -52,12 +52,13 @@ def refuse_if_other(existing: Service, request: ServiceRequest) -> None:
 async def record(
     request: ServiceRequest, inventory: Inventory, *, requested_by: str | None = None
 ) -> tuple[Service, bool]:
-    """Record the request as a draft on main, with who asked; (service, whether this call created it)."""
-    existing = await inventory.get_service(request.service_identifier, MAIN)
-    if existing is not None:
-        refuse_if_other(existing, request)
-        return existing, False
-    await core.plan(request, inventory)
+    """Record the request as a draft on main, with who asked; (service, whether this call created it).
+    One read (what a plan needs, and the service if it exists) and one write for a new service."""
+    view = await inventory.planning_view(request.service_identifier, MAIN, site=request.site)
+    if view.service is not None:
+        refuse_if_other(view.service, request)
+        return view.service, False
+    core.plan_from(request, view)
     return await inventory.create_service(request, requested_by=requested_by), True
 
 

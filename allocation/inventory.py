@@ -12,16 +12,26 @@ translation and the embedded backend mirrors only the semantics the core relies 
   deletion reaches main (merge), or at once if the object never existed on main;
 - ``discard_changes`` puts a service's objects on a branch back to what main has, returning what
   the branch took: the compensation of a rejected change.
+
+A step reads once and writes once: ``planning_view`` returns everything a step decides from (the
+service on the branch, its site's candidate ports, switch load and pool room, the proposed changes
+of its branches), ``apply_changes`` carries out every release and allocation the core decided from
+it, ``branch_off`` starts a transition. The finer calls (``get_service``, ``free_ports``,
+``ensure_vlan``, ``release_port``, ...) stay for callers that need one thing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Protocol, runtime_checkable
 
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
 from allocation.model import (
+    Changes,
     Gateway,
+    Implementation,
+    PlanningView,
     PoolUsage,
     Port,
     PortAssignment,
@@ -77,6 +87,41 @@ class Inventory(Protocol):
         bandwidth: Bandwidth | None = None,
         ip_package: IpPackage | None = None,
     ) -> None: ...
+
+    async def planning_view(
+        self, identifier: str, branch: str, *, site: str | None = None, allocating: bool = True
+    ) -> PlanningView:
+        """One read of what a step decides from (see ``PlanningView``). ``site`` is the service's site
+        when the caller knows it (a service not recorded yet); otherwise the service's own. With
+        ``allocating=False`` a backend may leave out the candidate ports, switch load and pool room.
+        Raises UnknownSite, and UnknownService when ``site`` is None and the service is not recorded."""
+        ...
+
+    async def apply_changes(
+        self, identifier: str, changes: Changes, *, branch: str, view: PlanningView | None = None
+    ) -> Implementation:
+        """Carry out ``changes`` (see ``Changes``) for the service on ``branch`` and return what it then
+        holds there. ``view`` is the planning view the changes were decided from, if the caller has one:
+        the backend may write from what it read instead of reading again. Idempotent: what the service
+        already holds is kept. Also completes what an interrupted earlier call left half-done, so it
+        may write even when ``changes`` is empty. Raises PortTaken when another service holds
+        ``changes.port`` and PoolExhausted when a pool has no room; what else the call did may stay
+        (running it again finishes it)."""
+        ...
+
+    async def branch_off(
+        self,
+        identifier: str,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        bandwidth: Bandwidth | None = None,
+        ip_package: IpPackage | None = None,
+    ) -> None:
+        """Start a transition: set the service's ``status`` on main (when given), then create ``branch``
+        from main (idempotent), then set ``bandwidth`` and ``ip_package`` on the branch (when given).
+        Main is written first, so the branch never conflicts with main on the status."""
+        ...
 
     # topology
     async def list_sites(self) -> list[str]:
@@ -137,8 +182,17 @@ class Inventory(Protocol):
         """Idempotent."""
         ...
 
-    async def open_proposed_change(self, branch: str, title: str, description: str) -> ProposedChange:
-        """Reuses the open proposed change of the branch if there is one."""
+    async def open_proposed_change(
+        self,
+        branch: str,
+        title: str,
+        description: str,
+        *,
+        known: Sequence[ProposedChange] | None = None,
+    ) -> ProposedChange:
+        """Reuses the open proposed change of the branch if there is one. ``known``: the proposed
+        changes of the branch as the caller just read them (a planning view's), so the backend need
+        not read them again."""
         ...
 
     async def get_proposed_change(self, branch: str) -> ProposedChange | None:

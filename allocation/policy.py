@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv4Network
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 from allocation.intent import IpPackage
 from allocation.model import Port
+from allocation.model import Role as Role  # re-exported: callers name it policy.Role
 
 PREFIX_LENGTH: Mapping[IpPackage, int] = {
     IpPackage.SMALL: 29,
@@ -22,7 +23,6 @@ VLAN_POOL = "Customer vlan pool"
 PREFIX_POOL = "Customer prefixes pool"
 DEFAULT_L2DOMAIN = "default"
 
-Role = Literal["vlan", "prefix", "port", "gateway"]
 TransitionName = Literal["deliver", "modify", "decommission"]
 
 
@@ -76,6 +76,20 @@ def attempt_of(branch: str, service_identifier: str, transition: TransitionName)
     """The attempt number a branch name carries (the inverse of branch_name)."""
     base = branch_name(service_identifier, transition)
     return 1 if branch == base else int(branch.removeprefix(base + "-"))
+
+
+def is_service_branch(service_identifier: str, branch: str) -> bool:
+    """Whether ``branch`` is one of the service's transition branches (any attempt)."""
+    transitions = "|".join(get_args(TransitionName))
+    return (
+        re.fullmatch(rf"{re.escape(branch_prefix(service_identifier))}({transitions})(-[0-9]+)?", branch)
+        is not None
+    )
+
+
+def branch_prefix(service_identifier: str) -> str:
+    """What every branch of the service starts with."""
+    return f"{service_identifier.lower()}-"
 
 
 def site_pools(site: str, pool_names: Collection[str], l2domains: Collection[str]) -> tuple[str, str, str]:

@@ -112,13 +112,18 @@ async def begin(work: Work) -> Work:
     before the branch exists, so the branch never conflicts with main on the status. Sets the outcome
     instead when the service is already where it was asked to be."""
     t, inventory, identifier = work.transition, work.inventory, work.identifier
-    service = await read_service(inventory, identifier)
-    attempt = await attempts.latest(identifier, t.name, inventory)
+    # One read: the service on main, the proposed changes of all its branches and, for a transition
+    # that allocates, what a plan needs; then one write (the status on main and the branch).
+    view = await inventory.planning_view(identifier, MAIN, allocating=t.allocates)
+    service = view.service
+    if service is None:
+        raise UnknownService(identifier)
+    attempt = attempts.latest_of(view.changes, identifier, t.name)
     change = attempt.change
     branch = attempt.branch
     if service.status is t.during and change is not None and change.state is ChangeState.CLOSED:
         await give_back(replace(work, branch=branch))  # a rejection nobody compensated yet
-        service = await read_service(inventory, identifier)
+        return await begin(work)
     resuming = service.status is t.during and (change is None or change.state is ChangeState.OPEN)
     if service.status is t.during and change is not None and change.state is ChangeState.MERGED:
         if t.target is not t.starts_from:
@@ -137,13 +142,17 @@ async def begin(work: Work) -> Work:
         if change is not None:  # the previous attempt was concluded: a fresh branch
             branch = attempt.following(identifier, t.name)
         if t.allocates:  # check the request fits before touching anything
-            await core.plan(_desired(service, work.changes), inventory)
-        await inventory.update_service(identifier, MAIN, status=t.during)
-    await inventory.create_branch(branch)
-    if work.changes:
-        await inventory.update_service(
-            identifier, branch, bandwidth=work.changes.bandwidth, ip_package=work.changes.ip_package
-        )
+            core.plan_from(_desired(service, work.changes), view)
+    under_review = change is not None and change.branch == branch and change.state is ChangeState.OPEN
+    if resuming and under_review and not work.changes:
+        return replace(work, branch=branch)  # there, under review, and nothing on it is to change
+    await inventory.branch_off(
+        identifier,
+        branch,
+        status=None if resuming else t.during,
+        bandwidth=work.changes.bandwidth,
+        ip_package=work.changes.ip_package,
+    )
     return replace(work, branch=branch)
 
 
@@ -156,13 +165,17 @@ async def mark_target(work: Work) -> Work:
 
 @step("open proposed change")
 async def open_change(work: Work) -> Work:
-    service = await read_service(work.inventory, work.identifier, work.on_branch)
+    view = await work.inventory.planning_view(work.identifier, work.on_branch, allocating=False)
+    service = view.service
+    if service is None:
+        raise UnknownService(work.identifier)
     title = (
         f"{work.transition.name.capitalize()} {work.identifier} "
         f"({service.site}, {service.bandwidth.mbps} Mbit/s, {service.ip_package.value})"
     )
+    known = [change for change in view.changes if change.branch == work.on_branch]
     change = await work.inventory.open_proposed_change(
-        work.on_branch, title, describe(service, work.transition)
+        work.on_branch, title, describe(service, work.transition), known=known
     )
     return replace(work, change=change)
 
@@ -219,8 +232,7 @@ async def give_back(work: Work) -> Work:
 # ---------------------------------------------------------------------- allocation steps
 @step("plan")
 async def plan(work: Work) -> Work:
-    service = await read_service(work.inventory, work.identifier, work.on_branch)
-    return replace(work, plan=await core.plan(service.as_request(), work.inventory, work.on_branch))
+    return replace(work, plan=await core.plan_service(work.identifier, work.inventory, work.on_branch))
 
 
 @step("allocate VLAN")

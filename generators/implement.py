@@ -4,9 +4,10 @@ service's implementation on a branch to what the core plans for it."""
 from __future__ import annotations
 
 from allocation import core
+from allocation.errors import UnknownService
 from allocation.intent import ServiceStatus
 from allocation.inventory import Inventory
-from allocation.model import MAIN, Implementation
+from allocation.model import MAIN, Implementation, PlanningView
 
 # A service being retired (or retired) has its resources released on its branch: implementing it
 # there again would undo the decommission under review.
@@ -17,18 +18,25 @@ class Skipped(Exception):
     """Nothing to do for this service on this branch; the message says why."""
 
 
-async def implement(identifier: str, inventory: Inventory, branch: str) -> Implementation:
+async def implement(
+    identifier: str, inventory: Inventory, branch: str, *, view: PlanningView | None = None
+) -> Implementation:
     """Plan and apply on ``branch``. Idempotent: on a branch the delivery flow already allocated,
-    this changes nothing. Never on main: every allocation goes through a reviewed branch."""
+    this changes nothing (and, given the ``view`` the generator's query read, sends nothing). Never on
+    main: every allocation goes through a reviewed branch."""
     if branch in ("", MAIN):
         raise Skipped(f"{identifier}: generators allocate on a branch under review, never on {MAIN}")
-    service = await inventory.get_service(identifier, branch)
+    if view is None:
+        try:
+            view = await inventory.planning_view(identifier, branch, allocating=False)
+        except UnknownService as missing:
+            raise Skipped(f"{identifier}: no such service on {branch}") from missing
+    service = view.service
     if service is None:
         raise Skipped(f"{identifier}: no such service on {branch}")
     if service.status not in IMPLEMENTABLE:
         raise Skipped(f"{identifier} is {service.status.value} on {branch}: nothing to implement")
-    plan = await core.plan(service.as_request(), inventory, branch)
-    return await core.apply(plan, inventory, branch)
+    return await core.implement(identifier, inventory, branch, view=view)
 
 
 def describe(identifier: str, impl: Implementation) -> str:

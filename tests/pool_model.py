@@ -350,7 +350,9 @@ class PortPoolMachine(RuleBasedStateMachine):
                 assert (vlan, implementation.prefix) == (
                     self.model.slot(service, "vlan").on(where),
                     self.model.slot(service, "prefix").on(where),
-                ), f"{service} on {where}"
+                ), (
+                    f"{service} on {where}: {vlan, implementation.prefix} (model: {self.model.slot(service, 'vlan').on(where), self.model.slot(service, 'prefix').on(where)})"
+                )
         usage = {p.name: p.used for p in self.run(self.inventory.pool_usage())}  # type: ignore[attr-defined]
         assert usage[self.vlan_pool] == len(self.model.vlans()), f"VLANs used: {self.model.vlans()}"
         assert usage[self.prefix_pool] == sum(p.num_addresses for p in self.model.prefixes()), (

@@ -45,8 +45,17 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     from allocation.backends.infrahub import InfrahubInventory  # type: ignore[import-not-found,unused-ignore]
     from allocation.settings import InfrahubSettings
 
-    remote: Inventory = InfrahubInventory.from_settings(InfrahubSettings())
+    remote = InfrahubInventory.from_settings(InfrahubSettings())
     yield remote
+    # The test's branches go (its proposed changes stay): every open branch costs a diff update at
+    # every merge anybody makes on a shared Infrahub.
+    prefix = f"ct{_RUN}-"
+    branches = await remote._gql("query { Branch { name } }")
+    for name in [b["name"] for b in branches["Branch"] if b["name"].startswith(prefix)]:
+        await remote._gql(
+            "mutation($n: String!) { BranchDelete(data: {name: $n}, wait_until_completion: false) { ok } }",
+            {"n": name},
+        )
     await remote.close()
 
 

@@ -6,6 +6,9 @@ has no crash hooks. To pay the imports once, this process imports everything, th
 per kill point (before any thread, client or event loop exists) and reports each exit code as JSON.
 
     python crash_child.py <prefect|plain> <deliver|modify|decommission> <SERVICE-ID> <N>=<sqlite file> ...
+
+With ``infrahub`` in place of the sqlite file, the plain runner works on the live Infrahub that
+INFRAHUB_ADDRESS names (tests/integration/test_crash_on_infrahub.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import sys
 
 from allocation import runner
 from allocation.backends.embedded import EmbeddedInventory
+from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage
+from allocation.inventory import Inventory
+from allocation.settings import InfrahubSettings
 from allocation.steps import Changes, Step, Work
 from allocation.transitions import TRANSITIONS
 from flows import engine
@@ -59,7 +65,9 @@ async def through_prefect(transition: str, identifier: str) -> None:
 
 
 async def through_plain_runner(transition: str, identifier: str, db: str, after: int) -> None:
-    inventory = EmbeddedInventory(db)
+    inventory: Inventory = (
+        InfrahubInventory.from_settings(InfrahubSettings()) if db == "infrahub" else EmbeddedInventory(db)
+    )
     changes = MODIFY_TO if transition == "modify" else Changes()
     work = Work(identifier, TRANSITIONS[transition], inventory, changes)  # type: ignore[index]
     await runner.run(work, execute=dying(runner.call, after))

@@ -85,16 +85,18 @@ def test_only_transient_errors_count_as_transient() -> None:
 
 
 class _Flaky:
-    """The embedded inventory, with ensure_vlan failing the first ``failures`` times."""
+    """The embedded inventory, with the write that allocates the VLAN failing the first ``failures``
+    times."""
 
     def __init__(self, inner: EmbeddedInventory, error: Callable[[], Exception], failures: int) -> None:
         self._inner, self._error, self.failures, self.calls = inner, error, failures, 0
 
-    async def ensure_vlan(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise self._error()
-        return await self._inner.ensure_vlan(*args, **kwargs)
+    async def apply_changes(self, identifier: str, changes: Any, **kwargs: Any) -> Any:
+        if changes.vlan is not None:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise self._error()
+        return await self._inner.apply_changes(identifier, changes, **kwargs)
 
     async def close(self) -> None:  # shared by the runs of the test; the fixture's file outlives it
         pass

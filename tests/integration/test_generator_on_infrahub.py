@@ -24,7 +24,7 @@ from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN
 from tests import lifecycle
-from tests.integration.conftest import pool_and_port_usage, requires_infrahub, sdk_query
+from tests.integration.conftest import held, requires_infrahub, sdk_query
 from tests.support import ROOT, request
 
 pytestmark = [pytest.mark.integration, requires_infrahub]
@@ -50,6 +50,15 @@ query Implementation($identifier: String!) {
       } } }
     } }
   }
+}
+"""
+
+
+# The generator's tracking group that holds the service's VLAN (one per service: its name carries a
+# hash of the run's parameters).
+GENERATOR_GROUPS = """
+query Groups($vlan: ID!) {
+  CoreGeneratorAwareGroup(members__ids: [$vlan]) { edges { node { members { edges { node { id } } } } } }
 }
 """
 
@@ -85,7 +94,6 @@ async def test_the_generator_implements_what_the_plan_predicts(
 ) -> None:
     identifier = new_id()
     branch = f"gen-{identifier.lower()}"
-    before = await pool_and_port_usage(infrahub, SITE)
     await lifecycle.request_service(
         request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.MEDIUM), infrahub
     )
@@ -96,7 +104,7 @@ async def test_the_generator_implements_what_the_plan_predicts(
         # On main the generator refuses: allocation only happens on a branch under review.
         output = await run_generator(MAIN, identifier)
         assert "never on main" in output, output
-        assert await pool_and_port_usage(infrahub, SITE) == before
+        assert await held(identifier) == {}
 
         output = await run_generator(branch, identifier)
         print(output)
@@ -113,26 +121,47 @@ async def test_the_generator_implements_what_the_plan_predicts(
             view["status"]["value"] == ServiceStatus.DRAFT.value
         )  # the lifecycle sets status, not the generator
         assert (await lifecycle.get_service(identifier, infrahub)).implementation.empty  # main untouched
-        held = await pool_and_port_usage(infrahub, SITE)
-        assert held[0][policy.VLAN_POOL] == before[0][policy.VLAN_POOL] + 1
-        assert held[0][policy.PREFIX_POOL] == before[0][policy.PREFIX_POOL] + 16
-        assert held[1] == before[1] + 1
+        records = await held(identifier)  # one VLAN ID, one /28, one port, claimed on the branch
+        assert records == {
+            f"vlan:{impl.vlan.l2domain}:{impl.vlan.vlan_id}": (branch, None),
+            f"prefix:{impl.prefix}": (branch, None),
+            f"port:{impl.port.port.id}": (branch, None),
+        }
+        # Infrahub knows what the generator made: the SDK's tracking group of this run holds the VLAN,
+        # the prefix and the gateway's interface and address, and nothing else (not the port it only
+        # configured).
+        groups = await sdk_query(GENERATOR_GROUPS, {"vlan": view["vlan"]["node"]["id"]}, branch)
+        members = {
+            m["node"]["id"]
+            for g in groups["CoreGeneratorAwareGroup"]["edges"]
+            for m in g["node"]["members"]["edges"]
+        }
+        gateway = next(
+            i["node"]
+            for i in view["dedicated_interfaces"]["edges"]
+            if i["node"]["__typename"] == "DcimInterfaceL3"
+        )
+        assert members == {
+            view["vlan"]["node"]["id"],
+            view["prefix"]["node"]["id"],
+            gateway["id"],
+            gateway["ip_addresses"]["edges"][0]["node"]["id"],
+        }
 
         # Again: nothing written (every attribute keeps its last change time), nothing allocated.
         await run_generator(branch, identifier)
         assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == impl
         assert await branch_view(identifier, branch) == view
-        assert await pool_and_port_usage(infrahub, SITE) == held
+        assert await held(identifier) == records
     finally:
         await infrahub.discard_changes(identifier, branch=branch)
-    assert await pool_and_port_usage(infrahub, SITE) == before
+    assert await held(identifier) == {}
 
 
 async def test_the_generator_agrees_with_the_delivery_steps(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    before = await pool_and_port_usage(infrahub, SITE)
     await lifecycle.request_service(
         request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.SMALL), infrahub
     )
@@ -142,20 +171,20 @@ async def test_the_generator_agrees_with_the_delivery_steps(
         allocated = (await lifecycle.get_service(identifier, infrahub, change.branch)).implementation
         assert allocated.complete and allocated.prefix and allocated.prefix.prefixlen == 29
         view = await branch_view(identifier, change.branch)
-        held = await pool_and_port_usage(infrahub, SITE)
+        records = await held(identifier)
 
         output = await run_generator(change.branch, identifier)
         print(output)
         assert str(allocated.prefix) in output
         assert (await lifecycle.get_service(identifier, infrahub, change.branch)).implementation == allocated
         assert await branch_view(identifier, change.branch) == view
-        assert await pool_and_port_usage(infrahub, SITE) == held
+        assert await held(identifier) == records
     finally:
         await infrahub.close_proposed_change(change.id)
         outcome = await lifecycle.conclude(identifier, lifecycle.DELIVER, infrahub, change.branch)
     assert outcome is lifecycle.Outcome.REJECTED
     assert (await lifecycle.get_service(identifier, infrahub)).status is ServiceStatus.DRAFT
-    assert await pool_and_port_usage(infrahub, SITE) == before
+    assert await held(identifier) == {}
     assert isinstance(allocated.prefix, IPv4Network)
 
 
@@ -207,7 +236,6 @@ async def test_infrahub_runs_the_generator_in_a_proposed_change(
     repository = created["CoreReadOnlyRepositoryCreate"]["object"]["id"]
     branch = f"gen-pc-{identifier.lower()}"
     change_id: str | None = None
-    before = await pool_and_port_usage(infrahub, SITE)
     try:
         async with asyncio.timeout(300):  # the worker clones, then imports .infrahub.yml
             while True:
@@ -283,4 +311,4 @@ async def test_infrahub_runs_the_generator_in_a_proposed_change(
             """mutation Forget($id: String!) { CoreReadOnlyRepositoryDelete(data: {id: $id}) { ok } }""",
             {"id": repository},
         )
-    assert await pool_and_port_usage(infrahub, SITE) == before
+    assert await held(identifier) == {}

@@ -2,12 +2,19 @@
 
 What Infrahub holds is checked with plain GraphQL through the SDK's own client, not through the
 backend under test.
+
+In the service's life each merge is made through Infrahub's own API, as an architect does in
+Infrahub's UI (no code of ours has finished the merge when it returns), and three clients then
+conclude it at the same moment, as the flow's wait, the architect's CLI, reconciliation, an
+event-triggered resume and the generator can in production: the end is the same as concluding once
+(no NODE_NOT_FOUND, nothing released twice, nothing leaked).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -24,7 +31,7 @@ from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN
 from allocation.settings import InfrahubSettings
 from tests import lifecycle
-from tests.integration.conftest import requires_infrahub
+from tests.integration.conftest import held, merge_in_infrahub, requires_infrahub, sdk_query
 from tests.support import request
 
 pytestmark = [pytest.mark.integration, requires_infrahub]
@@ -61,31 +68,54 @@ async def main_view(identifier: str) -> dict[str, Any]:
     return node
 
 
-async def usage(inventory: InfrahubInventory) -> tuple[dict[str, int], int]:
-    pools = {p.name: p.used for p in await inventory.pool_usage()}
-    ports = sum(p.used for p in await inventory.port_usage() if p.site == SITE)
-    return pools, ports
+LEFT_ON_MAIN = """
+query Left($vlan: String!, $prefix: String!) {
+  IpamVLAN(name__value: $vlan) { count }
+  IpamPrefix(prefix__value: $prefix) { edges { node { service { node { id } } } } }
+}
+"""
 
 
-async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> None:
+PARTIES = 3
+
+
+async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> str:
+    """Merge the transition's change in Infrahub, then conclude it from three clients at once; the
+    merged branch."""
     change = await lifecycle.prepare(identifier, transition, inventory)
     assert change is not None
-    await inventory.merge_proposed_change(change.id)
-    branch, _ = await lifecycle.review_branch(identifier, transition, inventory)
-    assert await lifecycle.conclude(identifier, transition, inventory, branch) is lifecycle.Outcome.DONE
+    await merge_in_infrahub(change.id)
+    others = [InfrahubInventory.from_settings(InfrahubSettings()) for _ in range(PARTIES - 1)]
+    try:
+        outcomes = await asyncio.gather(
+            *(lifecycle.conclude(identifier, transition, p, change.branch) for p in (inventory, *others)),
+            return_exceptions=True,
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert outcomes == [lifecycle.Outcome.DONE] * PARTIES, outcomes
+    return change.branch
+
+
+BRANCHES_AND_CHANGES = """
+query Left($branches: [String]) {
+  Branch { name }
+  CoreProposedChange(source_branch__values: $branches) { edges { node { state { value } } } }
+}
+"""
 
 
 async def test_a_service_lives_and_dies_on_infrahub(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    before = await usage(infrahub)
     await lifecycle.request_service(
         request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.MEDIUM), infrahub
     )
 
     start = infrahub.round_trips
-    await approve(infrahub, identifier, lifecycle.DELIVER)
+    delivered_on = await approve(infrahub, identifier, lifecycle.DELIVER)
     delivered = await lifecycle.get_service(identifier, infrahub)
     impl = delivered.implementation
     assert delivered.status is ServiceStatus.ACTIVE and impl.complete
@@ -114,24 +144,35 @@ async def test_a_service_lives_and_dies_on_infrahub(
         IPv4Interface(gateway["ip_addresses"]["edges"][0]["node"]["address"]["value"]) == impl.gateway.address
     )
 
-    held = await usage(infrahub)
-    assert held[0][policy.VLAN_POOL] == before[0][policy.VLAN_POOL] + 1
-    assert held[0][policy.PREFIX_POOL] == before[0][policy.PREFIX_POOL] + 16
-    assert held[1] == before[1] + 1
+    # One VLAN ID, one /28 and one port, each recorded once for every branch, as main's.
+    records = await held(identifier)
+    assert records == {
+        f"vlan:{impl.vlan.l2domain}:{impl.vlan.vlan_id}": ("main", None),
+        f"prefix:{impl.prefix}": ("main", None),
+        f"port:{impl.port.port.id}": ("main", None),
+    }
 
     # A rerun of a finished transition changes nothing.
     assert await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub) is None
-    assert await usage(infrahub) == held
+    assert await held(identifier) == records
+    assert await main_view(identifier) == view
 
     start = infrahub.round_trips
-    await approve(infrahub, identifier, lifecycle.DECOMMISSION)
+    decommissioned_on = await approve(infrahub, identifier, lifecycle.DECOMMISSION)
     print(f"decommission: {infrahub.round_trips - start} round trips")
     gone = await lifecycle.get_service(identifier, infrahub)
     assert gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
     view = await main_view(identifier)
     assert view["vlan"]["node"] is None and view["prefix"]["node"] is None
     assert view["dedicated_interfaces"]["edges"] == []
-    assert await usage(infrahub) == before  # the VLAN ID, the prefix and the port are back
+    assert await held(identifier) == {}  # the VLAN ID, the prefix and the port are back
+    left = await sdk_query(LEFT_ON_MAIN, {"vlan": f"vlan__{identifier}", "prefix": str(impl.prefix)})
+    assert left["IpamVLAN"]["count"] == 0
+    assert all(p["node"]["service"]["node"] is None for p in left["IpamPrefix"]["edges"])  # not ours
+    branches = [delivered_on, decommissioned_on]
+    found = await sdk_query(BRANCHES_AND_CHANGES, {"branches": branches})
+    assert decommissioned_on not in {b["name"] for b in found["Branch"]}  # deleted once given back
+    assert [c["node"]["state"]["value"] for c in found["CoreProposedChange"]["edges"]] == ["merged"] * 2
     assert await lifecycle.prepare(identifier, lifecycle.DECOMMISSION, infrahub) is None
 
 
@@ -139,26 +180,29 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
     identifier = new_id()
-    before = await usage(infrahub)
     await lifecycle.request_service(request(identifier, site=SITE), infrahub)
     first = await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub)
     assert first is not None
     branch = first.branch
     allocated = (await lifecycle.get_service(identifier, infrahub, branch)).implementation
-    held = await usage(infrahub)
+    records = await held(identifier)
+    assert len(records) == 3 and {c for c, _ in records.values()} == {branch}  # claimed on the branch
 
+    start = infrahub.round_trips
     again = await lifecycle.prepare(identifier, lifecycle.DELIVER, infrahub)
+    print(f"prepare again: {infrahub.round_trips - start} round trips")
     assert again is not None and again.id == first.id
     assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == allocated
-    assert await usage(infrahub) == held
+    assert await held(identifier) == records
 
     # A retried write whose first attempt landed after the client stopped waiting (a timeout under
     # load): the retry read the branch before the gateway's address was there, so it creates it again.
-    node, reservations = await infrahub._require(identifier, branch)
-    stale = copy.deepcopy(node)
+    read = await infrahub._require(identifier, branch)
+    stale = copy.deepcopy(read.node)
+    assert stale is not None
     for interface in stale["dedicated_interfaces"]["edges"]:
         interface["node"].pop("ip_addresses", None)
-    reads = iter([(stale, reservations)])
+    reads = iter([dataclasses.replace(read, node=stale)])
     real_require = infrahub._require
 
     async def stale_once(identifier: str, branch: str) -> Any:
@@ -181,7 +225,8 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
         is lifecycle.Outcome.REJECTED
     )
     assert (await lifecycle.get_service(identifier, infrahub)).status is ServiceStatus.DRAFT
-    assert await usage(infrahub) == before
+    assert await held(identifier) == {}
+    assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation.empty
 
 
 async def test_two_clients_racing_for_one_port_cannot_both_win(new_id: Callable[[], str]) -> None:

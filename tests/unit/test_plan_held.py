@@ -24,7 +24,7 @@ from allocation.errors import (
     PortTaken,
 )
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus, is_valid_identifier
-from allocation.model import MAIN, Implementation, Port, PortAssignment, Site, Vlan
+from allocation.model import MAIN, ROLES, Changes, Implementation, PlanningView, Role, Vlan
 from tests.support import DATA, request, small_pools_data
 
 BRANCH = "dia-0001-deliver"
@@ -188,6 +188,8 @@ async def test_a_site_prefix_pool_alone_keeps_the_global_vlans_and_domain(
 
 
 class Delegating:
+    """The embedded inventory behind the port's one write of a step (``apply_changes``)."""
+
     def __init__(self, inner: EmbeddedInventory) -> None:
         self.inner = inner
         self.claims: list[str] = []
@@ -205,9 +207,11 @@ class Racing(Delegating):
         self.steals = steals
         self.thieves: list[str] = []
 
-    async def claim_port(self, service: str, *, port: Port, vlan: Vlan, branch: str) -> PortAssignment:
-        self.claims.append(port.name if port.device.startswith("sw01") else f"2:{port.name}")
-        if len(self.thieves) < self.steals:
+    async def apply_changes(self, identifier: str, changes: Changes, **kwargs: Any) -> Implementation:
+        port = changes.port
+        if port is not None:
+            self.claims.append(port.name if port.device.startswith("sw01") else f"2:{port.name}")
+        if port is not None and len(self.thieves) < self.steals:
             thief = f"DIA-{99 - len(self.thieves):04d}"
             self.thieves.append(thief)
             await self.inner.create_service(request(thief))
@@ -215,7 +219,7 @@ class Racing(Delegating):
                 thief, pool=policy.VLAN_POOL, l2domain="default", branch=MAIN
             )
             await self.inner.claim_port(thief, port=port, vlan=thief_vlan, branch=MAIN)
-        return await self.inner.claim_port(service, port=port, vlan=vlan, branch=branch)
+        return await self.inner.apply_changes(identifier, changes, **kwargs)
 
 
 async def test_a_lost_port_race_is_retried_on_the_next_port(inventory: EmbeddedInventory) -> None:
@@ -239,9 +243,11 @@ async def test_a_lost_port_race_is_retried_on_the_next_port(inventory: EmbeddedI
 
 
 class AlwaysTaken(Delegating):
-    async def claim_port(self, service: str, *, port: Port, vlan: Vlan, branch: str) -> PortAssignment:
-        self.claims.append(port.id)
-        raise PortTaken(port.id)
+    async def apply_changes(self, identifier: str, changes: Changes, **kwargs: Any) -> Implementation:
+        if changes.port is not None:
+            self.claims.append(changes.port.id)
+            raise PortTaken(changes.port.id)
+        return await self.inner.apply_changes(identifier, changes, **kwargs)
 
 
 async def test_losing_every_race_gives_up_cleanly_and_rolls_back(inventory: EmbeddedInventory) -> None:
@@ -258,22 +264,24 @@ async def test_losing_every_race_gives_up_cleanly_and_rolls_back(inventory: Embe
 
 
 class FailingAt(Delegating):
-    def __init__(self, inner: EmbeddedInventory, step: str, error: Exception) -> None:
+    """Writes what comes before ``role`` (in the order of allocation), then fails with ``error``."""
+
+    def __init__(self, inner: EmbeddedInventory, role: Role, error: Exception) -> None:
         super().__init__(inner)
-        self.step, self.error = step, error
+        self.role, self.error = role, error
 
-    def __getattr__(self, name: str) -> Any:
-        if name == self.step:
-
-            async def fail(*args: object, **kwargs: object) -> None:
-                raise self.error
-
-            return fail
-        return getattr(self.inner, name)
+    async def apply_changes(self, identifier: str, changes: Changes, **kwargs: Any) -> Implementation:
+        if getattr(changes, self.role) is None:
+            return await self.inner.apply_changes(identifier, changes, **kwargs)
+        later = ROLES[ROLES.index(self.role) :]
+        await self.inner.apply_changes(identifier, changes.model_copy(update=dict.fromkeys(later)), **kwargs)
+        raise self.error
 
 
-@pytest.mark.parametrize("step", ["ensure_prefix", "claim_port", "ensure_gateway"])
-async def test_a_domain_error_mid_apply_puts_the_branch_back(inventory: EmbeddedInventory, step: str) -> None:
+@pytest.mark.parametrize("step", ["prefix", "port", "gateway"])
+async def test_a_domain_error_mid_apply_puts_the_branch_back(
+    inventory: EmbeddedInventory, step: Role
+) -> None:
     await inventory.create_service(request())
     await inventory.create_branch(BRANCH)
     before = snapshot(inventory)
@@ -291,7 +299,7 @@ async def test_an_unreachable_inventory_mid_apply_keeps_what_was_taken_for_the_r
     await inventory.create_branch(BRANCH)
     plan = await core.plan(request(), inventory, BRANCH)
     with pytest.raises(InventoryUnavailable):
-        await core.apply(plan, FailingAt(inventory, "ensure_gateway", InventoryUnavailable("down")), BRANCH)  # type: ignore[arg-type]
+        await core.apply(plan, FailingAt(inventory, "gateway", InventoryUnavailable("down")), BRANCH)  # type: ignore[arg-type]
     partial = await inventory.get_service("DIA-0001", BRANCH)
     assert partial and partial.implementation.port and partial.implementation.gateway is None
     done = await core.apply(plan, inventory, BRANCH)  # the retry finishes the same allocation
@@ -304,9 +312,12 @@ async def test_an_unreachable_inventory_mid_apply_keeps_what_was_taken_for_the_r
 
 async def test_a_site_without_its_edge_router_is_a_domain_error(inventory: EmbeddedInventory) -> None:
     class NoRouters(Delegating):
-        async def get_site(self, shortname: str) -> Site:
-            site = await self.inner.get_site(shortname)
-            return site.model_copy(update={"devices": tuple(d for d in site.devices if d.role != "edge")})
+        async def planning_view(self, *args: Any, **kwargs: Any) -> PlanningView:
+            view = await self.inner.planning_view(*args, **kwargs)
+            site = view.site.model_copy(
+                update={"devices": tuple(d for d in view.site.devices if d.role != "edge")}
+            )
+            return view.model_copy(update={"site": site})
 
     with pytest.raises(MissingDevice, match="site par01 has no edge device with index 1"):
         await core.plan(request(), NoRouters(inventory))  # type: ignore[arg-type]
@@ -427,9 +438,10 @@ class Recording(Delegating):
         super().__init__(inner)
         self.released: list[str] = []
 
-    async def release_gateway(self, service: str, *, branch: str) -> None:
-        self.released.append(f"{service}@{branch}")
-        await self.inner.release_gateway(service, branch=branch)
+    async def apply_changes(self, identifier: str, changes: Changes, **kwargs: Any) -> Implementation:
+        if "gateway" in changes.release:
+            self.released.append(f"{identifier}@{kwargs['branch']}")
+        return await self.inner.apply_changes(identifier, changes, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from ipaddress import IPv4Interface, IPv4Network
@@ -24,10 +24,12 @@ from allocation.errors import PoolExhausted, PortTaken, ServiceConflict, Unknown
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, ServiceStatus
 from allocation.model import (
     MAIN,
+    Changes,
     ChangeState,
     Device,
     Gateway,
     Implementation,
+    PlanningView,
     PoolUsage,
     Port,
     PortAssignment,
@@ -224,17 +226,26 @@ class EmbeddedInventory:
         ip_package: IpPackage | None = None,
     ) -> None:
         with self._write() as db:
-            state = self._state(db, identifier, branch)
-            if state is None:
-                raise UnknownService(identifier)
-            new = (
-                (status or ServiceStatus.parse(state[0])).value,
-                (bandwidth or Bandwidth(state[1])).value,
-                (ip_package or IpPackage(state[2])).value,
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO service_state VALUES (?, ?, ?, ?, ?)", (identifier, branch, *new)
-            )
+            self._update_state(db, identifier, branch, status, bandwidth, ip_package)
+
+    def _update_state(
+        self,
+        db: sqlite3.Connection,
+        identifier: str,
+        branch: str,
+        status: ServiceStatus | None,
+        bandwidth: Bandwidth | None,
+        ip_package: IpPackage | None,
+    ) -> None:
+        state = self._state(db, identifier, branch)
+        if state is None:
+            raise UnknownService(identifier)
+        new = (
+            (status or ServiceStatus.parse(state[0])).value,
+            (bandwidth or Bandwidth(state[1])).value,
+            (ip_package or IpPackage(state[2])).value,
+        )
+        db.execute("INSERT OR REPLACE INTO service_state VALUES (?, ?, ?, ?, ?)", (identifier, branch, *new))
 
     def _state(self, db: sqlite3.Connection, identifier: str, branch: str) -> tuple[str, str, str] | None:
         row = db.execute(
@@ -336,6 +347,48 @@ class EmbeddedInventory:
         ).fetchall()
         return {int(index): int(count) for index, count in rows}
 
+    async def planning_view(
+        self, identifier: str, branch: str, *, site: str | None = None, allocating: bool = True
+    ) -> PlanningView:
+        service = self._service(self._db, identifier, branch)
+        if site is None:
+            if service is None:
+                raise UnknownService(identifier)
+            site = service.site
+        found = await self.get_site(site)
+        rows = self._db.execute(
+            "SELECT seq, branch, name, description, state, created, decided_by FROM proposed_change "
+            "WHERE branch LIKE ? ESCAPE '\\' ORDER BY seq",
+            (policy.branch_prefix(identifier).replace("_", "\\_").replace("%", "\\%") + "%",),
+        ).fetchall()
+        changes = tuple(_change_from_row(r) for r in rows if policy.is_service_branch(identifier, str(r[1])))
+        if not allocating:
+            return PlanningView(service=service, site=found, changes=changes)
+        return PlanningView(
+            service=service,
+            site=found,
+            free_ports=tuple(await self.free_ports(site, 0)),
+            switch_load=await self.switch_load(site),
+            room=pools.room(self._db, [found.vlan_pool, found.prefix_pool]),
+            changes=changes,
+        )
+
+    async def branch_off(
+        self,
+        identifier: str,
+        branch: str,
+        *,
+        status: ServiceStatus | None = None,
+        bandwidth: Bandwidth | None = None,
+        ip_package: IpPackage | None = None,
+    ) -> None:
+        with self._write() as db:
+            if status is not None:
+                self._update_state(db, identifier, MAIN, status, None, None)
+            db.execute("INSERT OR IGNORE INTO branch VALUES (?, ?)", (branch, _now()))
+            if bandwidth is not None or ip_package is not None:
+                self._update_state(db, identifier, branch, None, bandwidth, ip_package)
+
     # ------------------------------------------------------------------ pools and usage
     async def pool_has_room(self, pool: str, prefix_length: int | None = None) -> bool:
         return pools.has_room(self._db, pool, prefix_length)
@@ -358,73 +411,130 @@ class EmbeddedInventory:
     # ------------------------------------------------------------------ implementation objects
     async def ensure_vlan(self, service: str, *, pool: str, l2domain: str, branch: str) -> Vlan:
         with self._write() as db:
-            current = self._resources(db, service, branch).get("vlan")
-            if current is not None:
-                return Vlan(**current)
-            key = policy.allocation_key(service, "vlan")
-            vlan_id = pools.allocate_number(db, pool, key)
-            if vlan_id is None:
-                raise PoolExhausted(pool, "VLAN ID")
-            vlan = Vlan(vlan_id=vlan_id, name=policy.vlan_name(service), l2domain=l2domain)
-            self._put(db, service, "vlan", branch, _holds(pool, key), vlan.model_dump(mode="json"))
-            return vlan
+            return self._ensure_vlan(db, service, pool, l2domain, branch)
 
     async def ensure_prefix(
         self, service: str, *, pool: str, length: int, vlan: Vlan, branch: str
     ) -> IPv4Network:
         with self._write() as db:
-            current = self._resources(db, service, branch).get("prefix")
-            if current is not None:
-                prefix = IPv4Network(current["prefix"])
-                if prefix.prefixlen == length:
-                    return prefix
-                raise ServiceConflict(f"{service} holds {prefix}; release it before asking for a /{length}")
-            key = policy.allocation_key(service, "prefix", length)
-            allocated = pools.allocate_prefix(db, pool, key, length)
-            if allocated is None:
-                raise PoolExhausted(pool, f"/{length} prefix")
-            self._put(
-                db,
-                service,
-                "prefix",
-                branch,
-                _holds(pool, key),
-                {"prefix": str(allocated), "vlan_id": vlan.vlan_id},
-            )
-            return allocated
+            return self._ensure_prefix(db, service, pool, length, vlan, branch)
 
     async def claim_port(self, service: str, *, port: Port, vlan: Vlan, branch: str) -> PortAssignment:
         with self._write() as db:
-            current = self._resources(db, service, branch).get("port")
-            if current is not None and current["port"]["id"] != port.id:
-                raise ServiceConflict(f"{service} holds {current['port']['name']}; release it before moving")
-            holder = db.execute("SELECT service FROM port_claim WHERE port_id = ?", (port.id,)).fetchone()
-            if holder is not None and holder[0] != service:
-                raise PortTaken(port.id)
-            if holder is None:
-                db.execute(
-                    "INSERT INTO port_claim VALUES (?, ?, (SELECT site FROM port WHERE id = ?), ?)",
-                    (port.id, service, port.id, port.device_index),
-                )
-            assignment = PortAssignment(port=port, vlan_id=vlan.vlan_id)
-            if current is None or current.get("vlan_id") != vlan.vlan_id:
-                self._put(db, service, "port", branch, f"port:{port.id}", assignment.model_dump(mode="json"))
-            return assignment
+            return self._claim_port(db, service, port, vlan, branch)
 
     async def ensure_gateway(
         self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
     ) -> Gateway:
         with self._write() as db:
-            gateway = Gateway(
-                device=device,
-                interface=policy.gateway_interface_name(vlan.vlan_id),
-                address=address,
-                vlan_id=vlan.vlan_id,
+            return self._ensure_gateway(db, service, device, vlan, address, branch)
+
+    def _ensure_vlan(
+        self, db: sqlite3.Connection, service: str, pool: str, l2domain: str, branch: str
+    ) -> Vlan:
+        current = self._resources(db, service, branch).get("vlan")
+        if current is not None:
+            return Vlan(**current)
+        key = policy.allocation_key(service, "vlan")
+        vlan_id = pools.allocate_number(db, pool, key)
+        if vlan_id is None:
+            raise PoolExhausted(pool, "VLAN ID")
+        vlan = Vlan(vlan_id=vlan_id, name=policy.vlan_name(service), l2domain=l2domain)
+        self._put(db, service, "vlan", branch, _holds(pool, key), vlan.model_dump(mode="json"))
+        return vlan
+
+    def _ensure_prefix(
+        self, db: sqlite3.Connection, service: str, pool: str, length: int, vlan: Vlan, branch: str
+    ) -> IPv4Network:
+        current = self._resources(db, service, branch).get("prefix")
+        if current is not None:
+            prefix = IPv4Network(current["prefix"])
+            if prefix.prefixlen == length:
+                return prefix
+            raise ServiceConflict(f"{service} holds {prefix}; release it before asking for a /{length}")
+        key = policy.allocation_key(service, "prefix", length)
+        allocated = pools.allocate_prefix(db, pool, key, length)
+        if allocated is None:
+            raise PoolExhausted(pool, f"/{length} prefix")
+        self._put(
+            db,
+            service,
+            "prefix",
+            branch,
+            _holds(pool, key),
+            {"prefix": str(allocated), "vlan_id": vlan.vlan_id},
+        )
+        return allocated
+
+    def _claim_port(
+        self, db: sqlite3.Connection, service: str, port: Port, vlan: Vlan, branch: str
+    ) -> PortAssignment:
+        current = self._resources(db, service, branch).get("port")
+        if current is not None and current["port"]["id"] != port.id:
+            raise ServiceConflict(f"{service} holds {current['port']['name']}; release it before moving")
+        holder = db.execute("SELECT service FROM port_claim WHERE port_id = ?", (port.id,)).fetchone()
+        if holder is not None and holder[0] != service:
+            raise PortTaken(port.id)
+        if holder is None:
+            db.execute(
+                "INSERT INTO port_claim VALUES (?, ?, (SELECT site FROM port WHERE id = ?), ?)",
+                (port.id, service, port.id, port.device_index),
             )
-            current = self._resources(db, service, branch).get("gateway")
-            if current is None or Gateway(**current) != gateway:
-                self._put(db, service, "gateway", branch, None, gateway.model_dump(mode="json"))
-            return gateway
+        assignment = PortAssignment(port=port, vlan_id=vlan.vlan_id)
+        if current is None or current.get("vlan_id") != vlan.vlan_id:
+            self._put(db, service, "port", branch, f"port:{port.id}", assignment.model_dump(mode="json"))
+        return assignment
+
+    def _ensure_gateway(
+        self,
+        db: sqlite3.Connection,
+        service: str,
+        device: str,
+        vlan: Vlan,
+        address: IPv4Interface,
+        branch: str,
+    ) -> Gateway:
+        gateway = Gateway(
+            device=device,
+            interface=policy.gateway_interface_name(vlan.vlan_id),
+            address=address,
+            vlan_id=vlan.vlan_id,
+        )
+        current = self._resources(db, service, branch).get("gateway")
+        if current is None or Gateway(**current) != gateway:
+            self._put(db, service, "gateway", branch, None, gateway.model_dump(mode="json"))
+        return gateway
+
+    async def apply_changes(
+        self, identifier: str, changes: Changes, *, branch: str, view: PlanningView | None = None
+    ) -> Implementation:
+        """All of a step in one transaction: a lost port race rolls the whole step back."""
+        with self._write() as db:
+            if self._state(db, identifier, branch) is None:
+                raise UnknownService(identifier)
+            for role in ("gateway", "port", "prefix", "vlan"):
+                if role in changes.release:
+                    self._release_in(db, identifier, role, branch)
+            held = self._implementation(db, identifier, branch)
+            vlan, prefix = held.vlan, held.prefix
+            if changes.vlan is not None:
+                vlan = self._ensure_vlan(db, identifier, changes.vlan.pool, changes.vlan.l2domain, branch)
+            if (changes.prefix or changes.port or changes.gateway) and vlan is None:
+                raise ServiceConflict(f"{identifier} has no VLAN on {branch}")
+            assert vlan is not None or not (changes.prefix or changes.port or changes.gateway)
+            if changes.prefix is not None and vlan is not None:
+                prefix = self._ensure_prefix(
+                    db, identifier, changes.prefix.pool, changes.prefix.length, vlan, branch
+                )
+            if changes.port is not None and vlan is not None:
+                self._claim_port(db, identifier, changes.port, vlan, branch)
+            if changes.gateway is not None and vlan is not None:
+                if prefix is None:
+                    raise ServiceConflict(f"{identifier} has no prefix on {branch}")
+                self._ensure_gateway(
+                    db, identifier, changes.gateway, vlan, policy.gateway_address(prefix), branch
+                )
+            return self._implementation(db, identifier, branch)
 
     async def release_vlan(self, service: str, *, branch: str) -> None:
         self._release(service, "vlan", branch)
@@ -466,29 +576,31 @@ class EmbeddedInventory:
 
     def _release(self, service: str, role: str, branch: str) -> None:
         with self._write() as db:
-            row = db.execute(
-                "SELECT holds, deleted FROM resource WHERE service = ? AND role = ? AND branch = ?",
-                (service, role, branch),
+            self._release_in(db, service, role, branch)
+
+    def _release_in(self, db: sqlite3.Connection, service: str, role: str, branch: str) -> None:
+        row = db.execute(
+            "SELECT holds, deleted FROM resource WHERE service = ? AND role = ? AND branch = ?",
+            (service, role, branch),
+        ).fetchone()
+        main_holds = self._main_holds(db, service, role) if branch != MAIN else None
+        if row is not None and not row[1] and row[0] and row[0] != main_holds:
+            self._free(db, row[0])  # taken on this branch: back to the pool at once
+        exists_on_main = (
+            branch != MAIN
+            and db.execute(
+                "SELECT 1 FROM resource WHERE service = ? AND role = ? AND branch = ? AND deleted = 0",
+                (service, role, MAIN),
             ).fetchone()
-            main_holds = self._main_holds(db, service, role) if branch != MAIN else None
-            if row is not None and not row[1] and row[0] and row[0] != main_holds:
-                self._free(db, row[0])  # taken on this branch: back to the pool at once
-            exists_on_main = (
-                branch != MAIN
-                and db.execute(
-                    "SELECT 1 FROM resource WHERE service = ? AND role = ? AND branch = ? AND deleted = 0",
-                    (service, role, MAIN),
-                ).fetchone()
+        )
+        if exists_on_main:
+            db.execute(
+                "INSERT OR REPLACE INTO resource VALUES (?, ?, ?, NULL, NULL, 1)", (service, role, branch)
             )
-            if exists_on_main:
-                db.execute(
-                    "INSERT OR REPLACE INTO resource VALUES (?, ?, ?, NULL, NULL, 1)", (service, role, branch)
-                )
-            else:
-                db.execute(
-                    "DELETE FROM resource WHERE service = ? AND role = ? AND branch = ?",
-                    (service, role, branch),
-                )
+        else:
+            db.execute(
+                "DELETE FROM resource WHERE service = ? AND role = ? AND branch = ?", (service, role, branch)
+            )
 
     def _main_holds(self, db: sqlite3.Connection, service: str, role: str) -> str | None:
         row = db.execute(
@@ -509,8 +621,15 @@ class EmbeddedInventory:
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO branch VALUES (?, ?)", (name, _now()))
 
-    async def open_proposed_change(self, branch: str, title: str, description: str) -> ProposedChange:
-        with self._write() as db:
+    async def open_proposed_change(
+        self,
+        branch: str,
+        title: str,
+        description: str,
+        *,
+        known: Sequence[ProposedChange] | None = None,
+    ) -> ProposedChange:
+        with self._write() as db:  # reads what the branch has inside the transaction: ``known`` unused
             if not db.execute("SELECT 1 FROM branch WHERE name = ?", (branch,)).fetchone():
                 raise ServiceConflict(f"no branch {branch!r}")
             current = self._change(db, branch)

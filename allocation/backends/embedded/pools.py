@@ -207,3 +207,20 @@ def usage(db: sqlite3.Connection) -> list[tuple[str, str, int, int]]:
         """
     ).fetchall()
     return [(str(a), str(b), int(c), int(d)) for a, b, c, d in rows]
+
+
+def room(db: sqlite3.Connection, names: list[str]) -> dict[str, int]:
+    """What each pool can still give: free numbers of a number pool; for a prefix pool the addresses of
+    its largest free block (the buddy list never fragments for good, so that block is what fits)."""
+    found: dict[str, int] = {}
+    for name in names:
+        numbers = db.execute(
+            "SELECT SUM(hi - lo + 1) FROM number_free WHERE pool = ? GROUP BY pool", (name,)
+        ).fetchone()
+        if db.execute("SELECT 1 FROM number_pool WHERE name = ?", (name,)).fetchone():
+            found[name] = int(numbers[0]) if numbers else 0
+            continue
+        if db.execute("SELECT 1 FROM prefix_pool WHERE name = ?", (name,)).fetchone():
+            block = db.execute("SELECT MIN(length) FROM prefix_free WHERE pool = ?", (name,)).fetchone()
+            found[name] = 2 ** (32 - int(block[0])) if block and block[0] is not None else 0
+    return found

@@ -1,15 +1,22 @@
 """The GraphQL documents the backend sends. Each one is a single round trip.
 
-Reads fetch everything one call needs at once (a service with its whole implementation, a
-site with the pools and L2 domains); writes that belong together go in one document as
-aliased mutations, which Infrahub runs in order.
+A step's read is one document with aliases (``view``): the service as the branch holds it with
+its reservations, the proposed changes of its branches and, when the step allocates, its site's
+devices with their free customer ports, the site's port reservations, the site's pools and what
+they have left. Writes that belong together go in one document as aliased mutations, which
+Infrahub runs one after the other (``mutations.document``).
 """
 
 from __future__ import annotations
 
+from allocation import policy
+
 SERVICE_KIND = "ServiceDedicatedInternet"
 RESERVATION_KIND = "ServiceReservation"
-RESERVATION_FIELDS = "id resource { value } kind { value } claimed_on { value } released_on { value }"
+RESERVATION_FIELDS = (
+    "id resource { value } kind { value } service_identifier { value } claimed_on { value } "
+    "released_on { value }"
+)
 
 # A service with what it holds on the branch the query runs on.
 SERVICE_FIELDS = """
@@ -83,6 +90,91 @@ query Service($identifier: String!) {
 """
 )
 
+# Prefix sizes the product sells, in addresses: prefix pool room is counted per size.
+PREFIX_SIZES = tuple(sorted({2 ** (32 - length) for length in policy.PREFIX_LENGTH.values()}))
+
+
+SITE_FIELDS = """
+    id name { value } shortname { value }
+    devices { edges { node {
+      name { value } role { value } index { value }
+      interfaces(role__value: "customer", status__value: "free") {
+        edges { node { __typename name { value } speed { value } } }
+      }
+    } } }
+"""
+
+
+def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True) -> str:
+    """The read of a step, as one document.
+
+    ``service``: the service on the branch (``$identifier``) with its reservations, and the proposed
+    changes of its branches (``$branches``: what their names start with). ``site_variable``: the site
+    is ``$site`` (a service not recorded yet, or a site known already); otherwise it is read through
+    the service's own location. Either way with its devices, the core switches' free customer ports,
+    every pool and L2 domain. ``held`` (needs ``$site``): the port reservations at the site and, per
+    pool that may apply, how many VLAN IDs and prefixes of each size are reserved
+    (``$vlan_site``/``$vlan_global``, ``$prefix_site``/``$prefix_global``)."""
+    variables: list[str] = []
+    fields: list[str] = []
+    if service:
+        variables.append("$identifier: String!")
+        located = "" if site_variable else f"location {{ node {{ {SITE_FIELDS} }} }}"
+        fields += [
+            "ServiceDedicatedInternet(service_identifier__value: $identifier) "
+            f"{{ edges {{ node {{ @SERVICE@ {located} }} }} }}",
+            "own: ServiceReservation(service_identifier__value: $identifier) { edges { node { @RESERVATION@ } } }",
+        ]
+    if service and changes:
+        variables.append("$branches: String!")
+        fields.append(
+            "CoreProposedChange(source_branch__value: $branches, partial_match: true) "
+            "{ edges { node { @CHANGE_READ@ } } }"
+        )
+    if site_variable or held:
+        variables += ["$site: String!"]
+    if site_variable:
+        fields.append(f"LocationSite(shortname__value: $site) {{ edges {{ node {{ {SITE_FIELDS} }} }} }}")
+    if service or site_variable:
+        fields += [
+            "CoreNumberPool { edges { node { name { value } start_range { value } end_range { value } } } }",
+            "CoreIPPrefixPool { edges { node { name { value } resources { edges { node { prefix { value } } } } } } }",
+            "IpamL2Domain { edges { node { name { value } } } }",
+        ]
+    if held:
+        variables += [
+            "$vlan_site: String!",
+            "$vlan_global: String!",
+            "$prefix_site: String!",
+            "$prefix_global: String!",
+        ]
+        fields += [
+            'held: ServiceReservation(site__value: $site, kind__value: "port") '
+            "{ edges { node { resource { value } device_index { value } service_identifier { value } } } }",
+            'vlans_site: ServiceReservation(kind__value: "vlan", pool__value: $vlan_site) { count }',
+            'vlans_global: ServiceReservation(kind__value: "vlan", pool__value: $vlan_global) { count }',
+        ]
+        for where in ("site", "global"):
+            fields += [
+                f"prefixes_{where}_{size}: ServiceReservation("
+                f'kind__value: "prefix", pool__value: $prefix_{where}, size__value: {size}) {{ count }}'
+                for size in PREFIX_SIZES
+            ]
+    body = "\n  ".join(fields)
+    return _expand(f"query View({', '.join(variables)}) {{\n  {body}\n}}")
+
+
+def generator_query() -> str:
+    """The Dedicated Internet generator's query (``generators/dedicated_internet.gql``): the first read
+    of a step for the service Infrahub runs the generator for (``$service_identifier``), so that a run
+    which finds everything in place needs nothing more."""
+    text = view(service=True, site_variable=False, held=False, changes=False)
+    text = text.replace("query View(", "query DedicatedInternet(", 1).replace(
+        "$identifier", "$service_identifier"
+    )
+    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
+
+
 # A null filter is ignored by Infrahub: one document for every combination of filters.
 SERVICES = _expand(
     """
@@ -114,45 +206,15 @@ mutation UpdateService($data: ServiceDedicatedInternetUpdateInput!) {
 }
 """
 
-# Sites, devices, pools and L2 domains: the catalog, read once per inventory instance.
-CATALOG = """
-query Catalog {
-  LocationSite {
-    edges {
-      node {
-        id
-        name { value }
-        shortname { value }
-        devices { edges { node { id name { value } role { value } index { value } } } }
-      }
-    }
-  }
-  CoreNumberPool { edges { node { id name { value } start_range { value } end_range { value } } } }
-  CoreIPPrefixPool { edges { node { id name { value } resources { edges { node { id prefix { value } } } } } } }
-  IpamL2Domain { edges { node { id name { value } } } }
-}
-"""
-
-FREE_PORTS = """
-query FreePorts($devices: [String], $site: String!) {
-  DcimInterfaceL2(device__name__values: $devices, role__value: "customer", status__value: "free") {
-    edges { node { id name { value } speed { value } device { node { name { value } } } } }
-  }
-  ServiceReservation(site__value: $site, kind__value: "port") { edges { node { resource { value } } } }
-}
-"""
-
-SITE_RESERVATIONS = """
-query SiteReservations($site: String!) {
-  ServiceReservation(site__value: $site, kind__value: "port") { edges { node { device_index { value } } } }
-}
+SITES = """
+query Sites { LocationSite { edges { node { shortname { value } } } } }
 """
 
 CUSTOMER_PORTS = """
 query CustomerPorts($limit: Int!, $offset: Int!) {
   DcimInterfaceL2(role__value: "customer", limit: $limit, offset: $offset) {
     count
-    edges { node { name { value } speed { value } device { node { name { value } role { value } } } } }
+    edges { node { name { value } speed { value } device { node { name { value } role { value } location { node { shortname { value } } } } } } }
   }
 }
 """
@@ -163,6 +225,13 @@ query Reservations($kind: String!, $limit: Int!, $offset: Int!) {
     count
     edges { node { resource { value } pool { value } size { value } } }
   }
+}
+"""
+
+POOLS = """
+query Pools {
+  CoreNumberPool { edges { node { id name { value } start_range { value } end_range { value } } } }
+  CoreIPPrefixPool { edges { node { id name { value } resources { edges { node { prefix { value } } } } } } }
 }
 """
 
@@ -183,25 +252,6 @@ query Reservation($resource: String!) {
 }
 """
 
-CREATE_RESERVATION = """
-mutation Reserve($data: ServiceReservationCreateInput!) {
-  ServiceReservationCreate(data: $data) { ok object { id } }
-}
-"""
-
-CREATE_VLAN = """
-mutation CreateVlan($data: IpamVLANCreateInput!) {
-  IpamVLANCreate(data: $data) { ok object { id vlan_id { value } name { value } } }
-}
-"""
-
-ALLOCATE_PREFIX = """
-mutation AllocatePrefix($data: IPPrefixPoolGetResourceInput!) {
-  InfrahubIPPrefixPoolGetResource(data: $data) { ok node { id kind identifier display_label } }
-}
-"""
-
-
 # One pool per request: see InfrahubInventory._used.
 UTILIZATION = """
 query Utilization($pool: String!) {
@@ -209,11 +259,48 @@ query Utilization($pool: String!) {
 }
 """
 
-
 PROPOSED_CHANGES = _expand(
     """
 query ProposedChanges($branch: String!) {
   CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE_READ@ } } }
+}
+"""
+)
+
+# A proposed change with what its merge leaves to finish on main (see backend.py): claims made or
+# released on its branch, VLANs whose release was deferred, and whether the branch still exists.
+CHANGE_AND_PENDING = _expand(
+    """
+query ChangeAndPending($branch: String!) {
+  CoreProposedChange(source_branch__value: $branch) { edges { node { @CHANGE_READ@ } } }
+  claimed: ServiceReservation(claimed_on__value: $branch) { edges { node { id } } }
+  released: ServiceReservation(released_on__value: $branch) { edges { node { id } } }
+  IpamVLAN(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
+  IpamPrefix(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
+  Branch(name: $branch) { name }
+}
+"""
+)
+
+# A change being merged: its state and, by its branch, what the merge will leave to finish (its
+# validators are read by VALIDATIONS, which the merge waits on).
+MERGE_STATE = _expand(
+    """
+query MergeState($id: ID!, $branch: String!) {
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
+  claimed: ServiceReservation(claimed_on__value: $branch) { edges { node { id } } }
+  released: ServiceReservation(released_on__value: $branch) { edges { node { id } } }
+  IpamVLAN(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
+  IpamPrefix(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
+  Branch(name: $branch) { name }
+}
+"""
+)
+
+MERGE_STATE_BY_ID = _expand(
+    """
+query MergeStateById($id: ID!) {
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -294,12 +381,6 @@ mutation MergeChange($id: String!) {
 }
 """
 
-CREATE_BRANCH = """
-mutation CreateBranch($name: String!) {
-  BranchCreate(wait_until_completion: true, data: {name: $name, sync_with_git: false}) { ok }
-}
-"""
-
 DELETE_BRANCH = """
 mutation DeleteBranch($name: String!) {
   BranchDelete(wait_until_completion: true, data: {name: $name}) { ok }
@@ -309,15 +390,5 @@ mutation DeleteBranch($name: String!) {
 BRANCH = """
 query Branch($name: String!) {
   Branch(name: $name) { name }
-}
-"""
-
-# What a merged branch leaves to finish on main: claims made or released there, VLANs whose
-# release was deferred (see the module docstring of backend.py).
-PENDING_AFTER_MERGE = """
-query Pending($branch: String!) {
-  claimed: ServiceReservation(claimed_on__value: $branch) { edges { node { id } } }
-  released: ServiceReservation(released_on__value: $branch) { edges { node { id } } }
-  IpamVLAN(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
 }
 """
