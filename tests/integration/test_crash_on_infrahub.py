@@ -17,7 +17,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from allocation.intent import ServiceStatus
 from allocation.model import Implementation
 from allocation.results import Outcome
 from allocation.runner import run_transition
-from allocation.settings import InfrahubSettings
 from allocation.transitions import DECOMMISSION, DELIVER, Transition
 from tests import lifecycle
 from tests.integration.conftest import (
@@ -48,13 +47,6 @@ SITE = "ams01"
 # begin, the declared steps, mark target status, open proposed change (conclude would be next).
 ALL_POINTS = {t.name: list(range(1, 4 + len(t.steps))) for t in (DELIVER, DECOMMISSION)}
 SAMPLED = {"deliver": [4], "decommission": [3]}  # half-allocated; half-released
-
-
-@pytest.fixture
-async def infrahub() -> AsyncIterator[InfrahubInventory]:
-    inventory = InfrahubInventory.from_settings(InfrahubSettings())
-    yield inventory
-    await inventory.close()
 
 
 async def _kill_after(transition: Transition, identifier: str, after: int) -> None:

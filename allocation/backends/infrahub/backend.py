@@ -949,8 +949,8 @@ class InfrahubInventory:
                 ops.append(
                     _reserve(identifier, _vlan_resource(vlan), "vlan", branch, pool=pool, alias="vlan_record")
                 )
-        taken_back = _record(records, _prefix_resource(prefix)) if new_prefix and prefix else None
-        if taken_back is not None and value(taken_back, "released_on") == branch:
+        prefix_record = _record(records, _prefix_resource(prefix)) if prefix is not None else None
+        if new_prefix and prefix_record is not None and value(prefix_record, "released_on") == branch:
             # Infrahub's pool answers an allocation key it has seen with the prefix it gave then: here
             # the one this branch set aside. It is the service's again, as before the release.
             assert held.prefix_id is not None and held.vlan_id is not None
@@ -965,8 +965,8 @@ class InfrahubInventory:
                     },
                 )
             )
-            ops.append(m.update(RESERVATION, {"id": taken_back["id"], "released_on": m.attr(None)}))
-        if prefix is not None and _record(records, _prefix_resource(prefix)) is None:
+            ops.append(m.update(RESERVATION, {"id": prefix_record["id"], "released_on": m.attr(None)}))
+        if prefix is not None and prefix_record is None:
             pool = changes.prefix.pool if changes.prefix else site.prefix_pool if site else None
             if new_prefix or pool is not None:
                 ops.append(
