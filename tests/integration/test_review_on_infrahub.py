@@ -180,11 +180,15 @@ async def test_the_architect_reviews_configuration_and_an_edit_after_opening_is_
     on_main = await lifecycle.get_service(identifier, infrahub)
     assert on_main.status is ServiceStatus.IN_DELIVERY and on_main.implementation.empty
 
-    # Re-opened with a fresh plan (the steps put the gateway back): the checks run again and pass.
+    # Re-opened (the steps put the gateway back, the plan is recorded again from the branch): the
+    # checks run again and pass. The steps rebuild the same implementation, so the plan is the same.
     result = await runner.reopen(identifier, infrahub)
     assert result.proposed_change == change.id
     reopened = await infrahub.get_proposed_change(change.branch)
-    assert reopened and review.parse(reopened.description) != review.parse(change.description)
+    recorded = review.parse(reopened.description) if reopened else None
+    restored = await lifecycle.get_service(identifier, infrahub, change.branch)
+    assert restored.implementation.gateway == gateway
+    assert recorded and recorded.intact and recorded == review.parse(change.description)
     merged = await infrahub.merge_proposed_change(change.id)
     assert merged.state is ChangeState.MERGED
     assert await lifecycle.conclude(identifier, lifecycle.DELIVER, infrahub, change.branch) is (

@@ -1363,9 +1363,16 @@ class InfrahubInventory:
         validator still in progress ``LOST_VALIDATOR_SECONDS`` after it started lost its task (an
         overloaded task manager refuses to start flow runs, and Infrahub never finishes the
         validator): the pipeline is asked to run again, once, as an architect does in the UI. A change
-        opened less than ``PIPELINE_START_SECONDS`` ago with no validator yet is still starting it."""
+        opened less than ``PIPELINE_START_SECONDS`` ago with no validator yet is still starting it.
+
+        The branch was judged here just before (``review``) and passed: a repository check that failed
+        ran on an older branch (one a re-open brought back to its plan, or an architect repaired), so
+        the checks are asked for again, once, and only a run that started after the failed one
+        counts. Infrahub runs its pipeline when a change is opened or asked to, never when the branch
+        changes."""
         delay = 1.0
         rerun = False
+        stale: datetime | None = None  # the start of the newest failed check run on an older branch
         while True:
             data = await self._gql(q.VALIDATIONS, {"id": change_id})
             found = nodes(data, "CoreProposedChange")
@@ -1381,6 +1388,7 @@ class InfrahubInventory:
             if not validators and opened is not None and _age(opened) < PIPELINE_START_SECONDS:
                 pending["pipeline"] = "the pipeline, starting"  # no validator yet on a change this young
             failed: list[str] = []
+            outdated: list[datetime] = []
             for validator in validators:
                 label = str(validator.get("display_label"))
                 definition = (peer(validator, "check_definition") or {}).get("id")
@@ -1388,6 +1396,15 @@ class InfrahubInventory:
                     started = _when(value(validator, "started_at"))
                     if since is not None and (started is None or started < since):
                         continue  # ran for an earlier plan: still pending
+                    if stale is not None and (started is None or started <= stale):
+                        continue  # ran on the branch before it was repaired: still pending
+                    failing = (
+                        value(validator, "state") == "completed"
+                        and value(validator, "conclusion") != "success"
+                    )
+                    if failing and stale is None and started is not None:
+                        outdated.append(started)
+                        continue
                     del pending[str(definition)]
                 if value(validator, "state") != "completed":
                     pending[label] = label
@@ -1399,6 +1416,10 @@ class InfrahubInventory:
                     "CoreDataValidator"  # conflicts: Infrahub decides them on the merge itself
                 ):
                     failed += _failures(validator)
+            if outdated:
+                stale = max(outdated)
+                await self._gql(q.RUN_CHECKS, {"id": change_id})
+                continue
             if failed:
                 raise checks.refusal(change_id, branch, failed)
             if not pending:
