@@ -29,6 +29,7 @@ query Repository($id: ID!) {
   CoreReadOnlyRepository(ids: [$id]) { edges { node { sync_status { value } } } }
   CoreArtifactDefinition { edges { node { name { value } } } }
   CoreCheckDefinition { edges { node { name { value } } } }
+  CoreGeneratorDefinition { edges { node { name { value } } } }
 }
 """
 
@@ -83,20 +84,23 @@ async def ensure_device_groups() -> None:
         await run(infrahubctl, "object", "load", "data/08_device_groups.yml")
 
 
-REVIEW_PARTS = ("jinja2_transforms", "artifact_definitions", "check_definitions")
+REVIEW_PARTS = ("generator_definitions", "jinja2_transforms", "artifact_definitions", "check_definitions")
 
 
 async def review_checkout(folder: Path, origin: Path) -> None:
-    """This commit's files with an ``.infrahub.yml`` of the review's part only (the configuration
-    transforms, their artifact definitions, the check, and their queries, as the real file declares
-    them), pushed to a bare ``origin``. The shared Infrahub's schema is the bootstrap's, and the
-    generator and webhook parts stay with the tests that register them: Infrahub's names are global,
-    and two registrations declaring one query fail each other's import."""
+    """This commit's files with an ``.infrahub.yml`` of the parts a proposed change's pipeline runs
+    (the generator, the configuration transforms and their artifact definitions, the check, and
+    their queries, as the real file declares them), pushed to a bare ``origin``. The shared
+    Infrahub's schema and objects are the bootstrap's, and the webhook part stays with the tests that
+    register it: Infrahub's names are global, and two registrations declaring one query fail each
+    other's import."""
     await run("git", "init", "--quiet", str(folder))
     await run("sh", "-c", f"git archive HEAD | tar -x -C {folder}")
     config = yaml.safe_load((folder / ".infrahub.yml").read_text())
     kept: dict[str, Any] = {part: config[part] for part in REVIEW_PARTS}
-    used = {t["query"] for t in config["jinja2_transforms"]} | {"service_review"}
+    used = {t["query"] for t in config["jinja2_transforms"] + config["generator_definitions"]} | {
+        "service_review"
+    }
     kept["queries"] = [q for q in config["queries"] if q["name"] in used]
     assert len(kept["queries"]) == len(used), config
     (folder / ".infrahub.yml").write_text(yaml.safe_dump(kept, sort_keys=False))
@@ -144,10 +148,12 @@ async def registered(workdir: Path, name: str) -> AsyncIterator[str]:
                     )
                 definitions = {e["node"]["name"]["value"] for e in found["CoreArtifactDefinition"]["edges"]}
                 checks = {e["node"]["name"]["value"] for e in found["CoreCheckDefinition"]["edges"]}
+                generators = {e["node"]["name"]["value"] for e in found["CoreGeneratorDefinition"]["edges"]}
                 if (
                     status == "in-sync"
                     and {"core_switch_config", "edge_router_config"} <= definitions
-                    and ("service_review" in checks)
+                    and "service_review" in checks
+                    and "dedicated_internet" in generators
                 ):
                     break
                 await asyncio.sleep(3)
@@ -203,18 +209,19 @@ async def delete_branch(name: str, seconds: float = 600) -> None:
             await asyncio.sleep(3)
 
 
-OURS = ["core_switch_config", "edge_router_config", "service_review"]
+OURS = ["core_switch_config", "edge_router_config", "service_review", "dedicated_internet"]
 OUR_NAMES = f"""query {{
   CoreArtifactDefinition(name__values: {OURS}) {{ count }}
   CoreCheckDefinition(name__values: {OURS}) {{ count }}
   CoreGraphQLQuery(name__values: {OURS}) {{ count }}
   CoreTransformation(name__values: {OURS}) {{ count }}
+  CoreGeneratorDefinition(name__values: {OURS}) {{ count }}
 }}""".replace("'", '"')
 
 
 async def _definitions_gone(seconds: float = 600) -> None:
-    """The definitions a repository brought go with it, not always at once, and another checkout (the
-    generator test registers the whole repository) may hold the same names. A registration made while
+    """The definitions a repository brought go with it, not always at once, and another registration
+    (the deployed tests register the webhook part) may hold the same names. A registration made while
     any remains fails its import on their names: wait, for a bounded time, until none is left."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

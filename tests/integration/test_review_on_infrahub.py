@@ -1,13 +1,17 @@
-"""What the architect reviews, on a live Infrahub with this commit registered as a repository: the
-configuration artifacts of every device a service touches and their diff in a proposed change, the
-service review check that keeps a bad branch from merging, and the plan a change was opened for.
+"""What Infrahub does with this commit registered as a repository (once for the module, the
+worker clones it from a local bare repository): it runs the generator in a proposed change's
+pipeline, renders the configuration artifacts of every device a service touches and their diff in a
+proposed change, and runs the service review check that keeps a bad branch from merging.
 
-Slow by nature (every proposed change runs Infrahub's pipeline, every merge is an Infrahub task):
-two merges in all. The same rules one by one, fast, on the embedded backend: tests/unit/test_merge_checks.py.
+In CI: the generator in a proposed change and a hand-broken branch refused (one registration, two
+pipelines, no merge). Under `make test-slow`: the architect's whole review of one service (delivery,
+an edit after opening caught, re-open, modify, decommission: three merges). The same rules one by
+one, fast, on the embedded backend: tests/unit/test_merge_checks.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from ipaddress import IPv4Network
@@ -15,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from allocation import core, review, runner
+from allocation import core, policy, review, runner
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.backends.infrahub import mutations as m
 from allocation.config import render_configs
@@ -23,7 +27,7 @@ from allocation.errors import ChangeRefused
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN, ChangeState
 from tests import lifecycle
-from tests.integration.conftest import pool_and_port_usage, requires_infrahub, sdk_query
+from tests.integration.conftest import held, pool_and_port_usage, requires_infrahub, sdk_query
 from tests.integration.review_support import (
     CHECK,
     artifact,
@@ -37,11 +41,7 @@ from tests.integration.review_support import (
 )
 from tests.support import request
 
-# Slow (make test-slow, with a live Infrahub): the repository's registration and import take 2-3
-# minutes and each proposed change's pipeline 2-5 minutes on the shared 2-core stack, which is more
-# than the integration layer's budget. The fast layers keep the same rules on both backends:
-# tests/unit/test_merge_checks.py, and test_a_merge_the_checks_refuse_changes_nothing in the contract suite.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, requires_infrahub]
+pytestmark = [pytest.mark.integration, requires_infrahub]
 
 SITE = "par01"
 
@@ -116,6 +116,8 @@ def take(port: str, service: str, vlan: str) -> m.Op:
     )
 
 
+# Slow: three merges and a modify's pipeline, about 6 minutes on a quiet 2-core stack.
+@pytest.mark.slow
 async def test_the_architect_reviews_configuration_and_an_edit_after_opening_is_caught(
     repository: str, infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
@@ -331,3 +333,80 @@ async def test_a_branch_broken_by_hand_fails_its_check_and_infrahub_refuses_to_m
             await infrahub.discard_changes(identifier, branch=branch)
         await delete_branch(branch)
     assert await pool_and_port_usage(infrahub, SITE) == before
+
+
+# Infrahub itself runs the generator from this repository in a proposed change's pipeline.
+
+VALIDATORS = """
+query Validators($id: ID!) {
+  CoreProposedChange(ids: [$id]) { edges { node {
+    validations { edges { node { display_label state { value } conclusion { value } } } }
+  } } }
+}
+"""
+
+
+async def test_infrahub_runs_the_generator_in_a_proposed_change(
+    repository: str, infrahub: InfrahubInventory, new_id: Callable[[], str]
+) -> None:
+    identifier = new_id()
+    branch = f"gen-pc-{identifier.lower()}"
+    change_id: str | None = None
+    try:
+        # A draft service, a member of the generator's target group on its branch only.
+        await lifecycle.request_service(
+            request(identifier, site=SITE, bandwidth=Bandwidth.G1, package=IpPackage.SMALL), infrahub
+        )
+        await infrahub.create_branch(branch)
+        service = await lifecycle.get_service(identifier, infrahub, branch)
+        plan = await core.plan(service.as_request(), infrahub, branch)
+        ids = await sdk_query(
+            """query Ids($identifier: String!) {
+                 ServiceDedicatedInternet(service_identifier__value: $identifier) { edges { node { id } } }
+                 CoreStandardGroup(name__value: "automated_dedicated_internet") { edges { node { id } } }
+               }""",
+            {"identifier": identifier},
+            branch,
+        )
+        await sdk_query(
+            """mutation Join($group: String!, $member: String!) {
+                 RelationshipAdd(data: {id: $group, name: "members", nodes: [{id: $member}]}) { ok }
+               }""",
+            {
+                "group": ids["CoreStandardGroup"]["edges"][0]["node"]["id"],
+                "member": ids["ServiceDedicatedInternet"]["edges"][0]["node"]["id"],
+            },
+            branch,
+        )
+        change = await infrahub.open_proposed_change(branch, f"Implement {identifier}", "generator pipeline")
+        change_id = change.id
+
+        async with asyncio.timeout(420):  # the pipeline: diff, schema and data checks, generators
+            while True:
+                data = await sdk_query(VALIDATORS, {"id": change.id})
+                validators = {
+                    v["node"]["display_label"]: (
+                        v["node"]["state"]["value"],
+                        v["node"]["conclusion"]["value"],
+                    )
+                    for v in data["CoreProposedChange"]["edges"][0]["node"]["validations"]["edges"]
+                }
+                generator = validators.get("Generator Validator: dedicated_internet")
+                if generator is not None and generator[0] == "completed":
+                    break
+                await asyncio.sleep(3)
+        print(validators)
+        assert generator == ("completed", "success"), validators
+
+        impl = (await lifecycle.get_service(identifier, infrahub, branch)).implementation
+        assert impl.complete and impl.port and impl.prefix and impl.gateway
+        assert impl.port.port == plan.port and impl.gateway.device == plan.router.name
+        assert impl.prefix.prefixlen == plan.prefix_length == 29
+        assert impl.gateway.address == policy.gateway_address(impl.prefix)
+        assert (await lifecycle.get_service(identifier, infrahub)).implementation.empty  # main untouched
+    finally:
+        if change_id is not None:
+            await infrahub.close_proposed_change(change_id)
+        if await infrahub.get_service(identifier, MAIN) is not None:
+            await infrahub.discard_changes(identifier, branch=branch)
+    assert await held(identifier) == {}
