@@ -30,7 +30,8 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not browser and not deployed"
 
-# The exhaustive property runs (random examples, thousands of them): minutes, not part of test-fast.
+# The exhaustive property runs (random examples, thousands of them) and, with a live Infrahub
+# (INFRAHUB_ADDRESS set), the review pipeline tests: minutes, not part of test-fast or make test.
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -m slow --run-slow
 

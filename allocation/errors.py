@@ -45,6 +45,18 @@ class MissingDevice(AllocationError):
         super().__init__(f"site {site} has no {role} device with index {index}")
 
 
+class ChangeRefused(AllocationError):
+    """A proposed change whose checks fail (``allocation/checks.py``): it stays open, nothing merges."""
+
+    def __init__(self, message: str, violations: list[str]) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+class NotAsReviewed(AllocationError):
+    """What reached main after a merge is not the plan the proposed change was opened for."""
+
+
 class PermissionDenied(AllocationError):
     """The source of truth refused the account this action (Infrahub's permissions)."""
 

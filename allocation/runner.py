@@ -1,8 +1,8 @@
 """The one frame every transition runs in, and the plain way of running it (no Prefect).
 
 ``run`` owns the order around a declaration's steps: begin, the steps, the target status, the
-proposed change, the wait, the conclusion, and the compensation when a step is refused or the change
-is closed. How a step is executed and how the wait happens are given to it: the plain runner calls
+proposed change, the wait, the conclusion, the verification that a merge brought to main what was
+reviewed, and the compensation when a step is refused or the change is closed. How a step is executed and how the wait happens are given to it: the plain runner calls
 the step and polls (or does not wait at all); ``flows/`` executes each step as a Prefect task and
 suspends a deployed run while the change is under review.
 """
@@ -17,8 +17,18 @@ from allocation.errors import AllocationError, InventoryUnavailable
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ChangeState
 from allocation.results import Handover, Outcome, TransitionResult
-from allocation.steps import Changes, Step, Work, begin, conclude, mark_target, open_change, read_service
-from allocation.transitions import Transition
+from allocation.steps import (
+    Changes,
+    Step,
+    Work,
+    begin,
+    conclude,
+    mark_target,
+    open_change,
+    read_service,
+    verify_merge,
+)
+from allocation.transitions import Transition, underway
 
 Execute = Callable[[Step, Work], Awaitable[Work]]
 Wait = Callable[[Work], Awaitable[None]]
@@ -76,9 +86,12 @@ async def run(work: Work, *, execute: Execute = call, wait: Wait = no_wait) -> W
 
 
 async def settle(work: Work, execute: Execute = call) -> Work:
-    """Conclude according to the proposed change; a closed one is compensated. Safe to repeat."""
+    """Conclude according to the proposed change: a merged one is verified against the plan it was
+    reviewed with, a closed one is compensated. Safe to repeat."""
     work = await execute(conclude, work)
-    if work.outcome is Outcome.REJECTED:
+    if work.outcome is Outcome.DONE:
+        work = await execute(verify_merge, work)
+    elif work.outcome is Outcome.REJECTED:
         work = await execute(work.transition.compensation, work)
     return work
 
@@ -116,6 +129,18 @@ async def run_transition(
     """Run a transition with plain calls: what the CLI, the bench and the tests use without Prefect."""
     work = Work(identifier, transition, inventory, changes or Changes())
     return await result(await run(work, wait=wait))
+
+
+async def reopen(identifier: str, inventory: Inventory) -> TransitionResult:
+    """Re-open the proposed change a service waits on with a fresh plan: the transition it is in runs
+    again on its branch (each step brings back what a hand edit or a second attempt changed, where
+    the product's rules say how), and the change records the plan the branch now holds; its checks
+    run again. A change that records a plan refuses to merge while the branch differs from it."""
+    service = await read_service(inventory, identifier, MAIN)
+    found = await underway(service, inventory)
+    if found is None or found.change is None or found.change.state is not ChangeState.OPEN:
+        raise AllocationError(f"{identifier} has no proposed change waiting for review")
+    return await run_transition(found.transition, identifier, inventory)
 
 
 _MESSAGES = {

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, TypeVar
 
-from allocation import attempts, core
-from allocation.errors import ServiceConflict, UnknownService
+from allocation import attempts, core, review
+from allocation.errors import NotAsReviewed, ServiceConflict, UnknownService
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ChangeState, PortAssignment, ProposedChange, Service, Vlan
@@ -191,6 +191,33 @@ async def conclude(work: Work) -> Work:
     return replace(work, change=change or work.change, outcome=outcome)
 
 
+@step("verify merge")
+async def verify_merge(work: Work) -> Work:
+    """After a merge: what reached main is the plan the proposed change was opened for (or last
+    re-opened for). Raises NotAsReviewed otherwise; a change that records no plan (opened by hand or
+    by an older factory) has nothing to compare with, and a service that has moved on since (another
+    transition under way) can no longer be compared."""
+    change = work.change
+    recorded = review.parse(change.description) if change is not None else None
+    if change is None or change.state is not ChangeState.MERGED or recorded is None:
+        return work
+    service = await read_service(work.inventory, work.identifier, MAIN)
+    if service.status is not work.transition.target:
+        return work
+    if not recorded.intact:
+        raise NotAsReviewed(
+            f"{work.identifier}: the plan recorded in proposed change {change.id} was edited after it was "
+            "recorded: what reached main cannot be matched to what was reviewed"
+        )
+    differences = review.differences(recorded.states.get(work.identifier), service)
+    if differences:
+        raise NotAsReviewed(
+            f"{work.identifier} reached main as it was not reviewed in proposed change {change.id} "
+            f"(plan {review.short(recorded.digest)}): {'; '.join(differences)}"
+        )
+    return work
+
+
 @step("give back")
 async def give_back(work: Work) -> Work:
     """The compensation: what the branch took goes back, the status returns to where it started.
@@ -273,7 +300,8 @@ async def read_service(inventory: Inventory, identifier: str, branch: str = MAIN
 
 
 def describe(service: Service, transition: Transition) -> str:
-    """The proposed change's description: what the architect is asked to approve."""
+    """The proposed change's description: what the architect is asked to approve, ending with the plan
+    it was opened for and its digest (``allocation/review.py``)."""
     impl = service.implementation
     port = impl.port.port if impl.port else None
     rows = [
@@ -294,7 +322,10 @@ def describe(service: Service, transition: Transition) -> str:
     return (
         f"{transition.name.capitalize()} of **{service.service_identifier}** (account "
         f"{service.account_reference}), status on merge: **{transition.target.value}**.\n\n"
-        f"| | |\n|---|---|\n{table}\n"
+        f"| | |\n|---|---|\n{table}\n\n"
+        "The plan this change was opened for: it merges only while the branch matches it (a change "
+        "made to the branch since is re-opened by running the transition again).\n\n"
+        f"{review.record([service])}"
     )
 
 

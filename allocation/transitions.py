@@ -7,9 +7,15 @@
 Every transition runs in the same frame (``allocation/runner.py``)::
 
     begin >> <its steps> >> mark target status >> open proposed change >> wait >> conclude
-                 | a domain error                                               | closed
-                 v                                                              v
-            compensation                                                  compensation
+                 | a domain error                                        merged |   | closed
+                 v                                                          v   v
+            compensation                                           verify merge   compensation
+
+The proposed change records the plan it was opened for (``allocation/review.py``); it merges only
+while the branch matches that plan and keeps the product's rules (``allocation/checks.py``, run by
+Infrahub's pipeline and by the embedded backend's merge). Running a transition again while its
+change is open re-opens it: the steps bring the branch back to the plan, the change records the
+fresh plan and its checks run again.
 
 The plain runner calls these steps directly (the CLI, the bench, the generator); ``flows/`` runs
 the same declarations as Prefect tasks and flows. Adding a product means a schema and a

@@ -22,11 +22,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from allocation import architect, history, intake
+from allocation import architect, history, intake, runner
+from allocation.config import render_configs
 from allocation.errors import AllocationError, InventoryUnavailable
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest, field_messages
 from allocation.inventory import Inventory
-from allocation.model import MAIN
+from allocation.model import MAIN, ChangeState
 from allocation.results import Outcome, TransitionResult
 from allocation.settings import FactorySettings, open_inventory
 from allocation.steps import Changes, read_service
@@ -327,25 +328,58 @@ def list_services(db: DbOption = None) -> None:
 
 
 @app.command()
-def show(identifier: str, db: DbOption = None) -> None:
+def reopen(identifier: str, db: DbOption = None) -> None:
+    """Re-open the proposed change a service waits on with a fresh plan (after its branch was edited)."""
+    service = _identifier(identifier)
+    _report(run(db, lambda inventory: runner.reopen(service, inventory)))
+
+
+ConfigOption = Annotated[
+    bool, typer.Option("--config", help="the configuration the service puts on its switch and router")
+]
+
+
+@app.command()
+def show(identifier: str, config: ConfigOption = False, db: DbOption = None) -> None:
     """One service, its resources and the proposed change it waits on."""
     service_id = _identifier(identifier)
 
-    async def work(inventory: Inventory) -> tuple[Any, Any, Any]:
+    async def work(inventory: Inventory) -> tuple[Any, Any, Any, Any]:
         service = await read_service(inventory, service_id)
-        return service, await underway(service, inventory), await history.decisions(service_id, inventory)
+        found = await underway(service, inventory)
+        proposed = None
+        if (
+            config
+            and found is not None
+            and found.change is not None
+            and found.change.state is ChangeState.OPEN
+        ):
+            proposed = await read_service(inventory, service_id, found.branch)
+        return service, found, proposed, await history.decisions(service_id, inventory)
 
-    service, found, decisions = run(db, work)
+    service, found, proposed, decisions = run(db, work)
     console.print(render.services_table([service], title=service.service_identifier))
     console.print(f"requested by {service.requested_by or 'unknown'}", markup=False)
     if decisions:
         console.print(render.decisions_table(decisions))
+    if config:
+        _print_configs(render_configs(service), "on main")
     if found is not None and found.change is not None:
         console.print(
             f"{found.transition.name} on branch {found.branch}: proposed change {found.change.id} {found.change.state.value}",
             markup=False,
         )
+        if proposed is not None:
+            _print_configs(render_configs(proposed), f"proposed on {found.branch}")
         console.print(found.change.description, markup=False)
+
+
+def _print_configs(configs: dict[str, str], where: str) -> None:
+    if not configs:
+        console.print(f"configuration {where}: none (the service holds no port and no gateway)", markup=False)
+    for device, text in configs.items():
+        console.print(f"configuration of {device} {where}:", markup=False)
+        console.print(text, markup=False, highlight=False)
 
 
 @app.command()

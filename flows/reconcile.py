@@ -22,6 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
 from allocation import policy
+from allocation.errors import NotAsReviewed
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ChangeState, Service
 from allocation.runner import settle
@@ -41,6 +42,9 @@ class ReconcileReport(BaseModel):
     )
     resumed_flow_runs: list[str] = Field(default_factory=list)
     leaks: list[str] = Field(default_factory=list)
+    unreviewed: dict[str, str] = Field(
+        default_factory=dict, description="services whose merge brought to main what was not reviewed"
+    )
 
 
 def _run_name() -> str:
@@ -55,6 +59,7 @@ async def reconcile(params: ReconcileParams | None = None) -> ReconcileReport:
     concluded: dict[str, str] = {}
     waiting: list[str] = []
     stalled: list[str] = []
+    unreviewed: dict[str, str] = {}
     async with inventory_session() as inventory:
         for service in await _services(params.branch, inventory):
             found = await underway(service, inventory)
@@ -66,9 +71,13 @@ async def reconcile(params: ReconcileParams | None = None) -> ReconcileReport:
             elif found.change.state is ChangeState.OPEN:
                 waiting.append(identifier)
             else:
-                work = await settle(
-                    Work(identifier, found.transition, inventory, branch=found.branch), execute
-                )
+                try:
+                    work = await settle(
+                        Work(identifier, found.transition, inventory, branch=found.branch), execute
+                    )
+                except NotAsReviewed as error:
+                    unreviewed[identifier] = str(error)
+                    continue
                 after = await inventory.get_service(identifier, MAIN)
                 if after is not None and after.status is service.status:
                     # Merged earlier, yet still in transition: a newer attempt stopped before its review.
@@ -78,13 +87,20 @@ async def reconcile(params: ReconcileParams | None = None) -> ReconcileReport:
         resumed = await resume_suspended(inventory, params.branch) if params.resume_suspended else []
         leaks = await inventory.leaks() if params.branch is None else []
     report = ReconcileReport(
-        concluded=concluded, waiting=waiting, stalled=stalled, resumed_flow_runs=resumed, leaks=leaks
+        concluded=concluded,
+        waiting=waiting,
+        stalled=stalled,
+        resumed_flow_runs=resumed,
+        leaks=leaks,
+        unreviewed=unreviewed,
     )
     logger = get_run_logger()
     if stalled:
         logger.warning("Stopped before review (run their transition again): %s", ", ".join(stalled))
     if leaks:
         logger.error("Leaked resources (no owner on any branch): %s", "; ".join(leaks))
+    for message in unreviewed.values():
+        logger.error("Not as reviewed: %s", message)
     await acreate_markdown_artifact(
         key="reconcile-report", markdown=_markdown(report), description="What reconciliation found"
     )
@@ -135,6 +151,7 @@ def _markdown(report: ReconcileReport) -> str:
     rows = [(s, f"concluded: {o}") for s, o in sorted(report.concluded.items())]
     rows += [(s, "waiting for review") for s in report.waiting]
     rows += [(s, "stalled before review: run its transition again") for s in report.stalled]
+    rows += [(s, f"merged, not as reviewed: {m}") for s, m in sorted(report.unreviewed.items())]
     lines = ["### Reconciliation", ""]
     if rows:
         lines += ["| service | state |", "|---|---|", *(f"| {s} | {t} |" for s, t in rows), ""]

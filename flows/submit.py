@@ -65,16 +65,24 @@ async def transition(
 
 
 async def _beside(main: Awaitable[TransitionResult], helper: Awaitable[Any] | None) -> TransitionResult:
-    """Await ``main`` with ``helper`` running beside it (the architect), cancelled when main ends."""
+    """Await ``main`` with ``helper`` running beside it (the architect), cancelled when main ends. A
+    helper that fails (a merge its checks refuse) ends ``main`` with its error: the run would only
+    wait for a decision that is not coming."""
     if helper is None:
         return await main
+    run = asyncio.ensure_future(main)
     side = asyncio.ensure_future(helper)
     try:
-        return await main
+        await asyncio.wait((run, side), return_when=asyncio.FIRST_COMPLETED)
+        error = side.exception() if side.done() and not side.cancelled() else None
+        if error is not None and not run.done():
+            raise error
+        return await run
     finally:
-        side.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await side
+        for task in (side, run):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 def _architect(identifier: str, name: TransitionName, inventory: Inventory) -> Awaitable[Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from allocation import core, intake
+from allocation.config import render_configs
 from allocation.errors import (
     AllocationError,
     NoPortAvailable,
@@ -156,12 +157,39 @@ async def row(identifier: str, inventory: Inventory) -> Row:
     return Row(service=service, review=await review_of(service, inventory))
 
 
-async def holdings(row: Row, inventory: Inventory) -> list[Holding]:
-    """What the service holds on main, beside what its open proposed change would make of it."""
+async def proposed(row: Row, inventory: Inventory) -> Service | None:
+    """The service as its open proposed change would make it (None when nothing is under review)."""
+    if row.review is None:
+        return None
+    return await inventory.get_service(row.service.service_identifier, row.review.branch)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """The configuration a service puts on one device: now on main, and what its change proposes."""
+
+    device: str
+    now: str | None
+    proposed: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.now != self.proposed
+
+
+def configurations(service: Service, proposed: Service | None) -> list[DeviceConfig]:
+    """Every device the service touches on main or in its change, with the rendered configuration
+    (``allocation.config``: the templates Infrahub renders the device artifacts with)."""
+    now = render_configs(service)
+    then = render_configs(proposed) if proposed is not None else {}
+    devices = list(now) + [d for d in then if d not in now]
+    return [DeviceConfig(d, now.get(d), then.get(d) if proposed is not None else None) for d in devices]
+
+
+def holdings(row: Row, proposed: Service | None) -> list[Holding]:
+    """What the service holds on main, beside what its open proposed change (``proposed``, the
+    service on the change's branch) would make of it."""
     service = row.service
-    proposed: Service | None = None
-    if row.review is not None:
-        proposed = await inventory.get_service(service.service_identifier, row.review.branch)
     return [
         Holding(resource, now, None if proposed is None else then)
         for (resource, now), (_, then) in zip(

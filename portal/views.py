@@ -265,10 +265,12 @@ async def _service(
         row = await delivery.row(identifier, inventory)
     except UnknownService as error:
         return _not_found(request, str(error))
+    proposed = await delivery.proposed(row, inventory)
     context = {
         "row": row,
         "decisions": await history.decisions(row.service.service_identifier, inventory),
-        "holdings": await delivery.holdings(row, inventory),
+        "holdings": delivery.holdings(row, proposed),
+        "configurations": delivery.configurations(row.service, proposed),
         "bandwidths": BANDWIDTHS,
         "packages": PACKAGES,
         "asked": asked if row.review is not None and row.review.transition == asked else None,

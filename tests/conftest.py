@@ -38,14 +38,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--run-slow", action="store_true", help="run the exhaustive property runs (make test-slow)"
+        "--run-slow",
+        action="store_true",
+        help="run the slow tests: exhaustive property runs, the review pipeline on Infrahub (make test-slow)",
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="exhaustive property run: make test-slow")
+    skip = pytest.mark.skip(reason="slow: make test-slow (--run-slow)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

@@ -7,9 +7,9 @@ from ipaddress import IPv4Interface
 
 import pytest
 
-from allocation import policy
+from allocation import core, policy
 from allocation.backends.embedded import EmbeddedInventory
-from allocation.errors import PortTaken, ServiceConflict, UnknownSite
+from allocation.errors import ChangeRefused, PortTaken, ServiceConflict, UnknownSite
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.inventory import Inventory
 from allocation.model import MAIN, ChangeState
@@ -163,39 +163,64 @@ async def test_merge_brings_the_branch_to_main_and_release_returns_on_merge(
         policy.branch_name(identifier, "decommission"),
     )
     await record(backend, identifier, package=IpPackage.SMALL)
-    site = await backend.get_site(SITE)
     pools_before = await used(backend)
+    ports_before = await held_ports(backend)
 
     await backend.update_service(identifier, MAIN, status=ServiceStatus.IN_DELIVERY)
     await backend.create_branch(deliver)
-    vlan = await backend.ensure_vlan(identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=deliver)
-    prefix = await backend.ensure_prefix(
-        identifier, pool=site.prefix_pool, length=29, vlan=vlan, branch=deliver
-    )
+    service = await backend.get_service(identifier, deliver)
+    assert service is not None
+    impl = await core.apply(await core.plan(service.as_request(), backend, deliver), backend, deliver)
     await backend.update_service(identifier, deliver, status=ServiceStatus.ACTIVE)
     change = await backend.open_proposed_change(deliver, f"Deliver {identifier}", "contract test")
     assert change.state is ChangeState.OPEN and change.branch == deliver
-    assert (await backend.open_proposed_change(deliver, f"Deliver {identifier}", "again")).id == change.id
+    again = await backend.open_proposed_change(deliver, f"Deliver {identifier}", "again")
+    assert again.id == change.id and again.description == "again"  # the open change, brought up to date
     merged = await backend.merge_proposed_change(change.id)
     assert merged.state is ChangeState.MERGED
     assert (await backend.get_proposed_change(deliver) or change).state is ChangeState.MERGED
 
     on_main = await backend.get_service(identifier, MAIN)
     assert on_main and on_main.status is ServiceStatus.ACTIVE
-    assert on_main.implementation.vlan == vlan and on_main.implementation.prefix == prefix
+    assert on_main.implementation == impl
 
     await backend.update_service(identifier, MAIN, status=ServiceStatus.IN_DECOMMISSIONING)
     await backend.create_branch(retire)
-    await backend.release_prefix(identifier, branch=retire)
-    await backend.release_vlan(identifier, branch=retire)
+    await core.release(identifier, backend, retire)
     await backend.update_service(identifier, retire, status=ServiceStatus.DECOMMISSIONED)
     still = await backend.get_service(identifier, MAIN)
-    assert still and still.implementation.prefix == prefix  # nothing returns before the merge
+    assert still and still.implementation == impl  # nothing returns before the merge
     change = await backend.open_proposed_change(retire, f"Decommission {identifier}", "contract test")
     await backend.merge_proposed_change(change.id)
     gone = await backend.get_service(identifier, MAIN)
     assert gone and gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
     assert await used(backend) == pools_before
+    assert await held_ports(backend) == ports_before
+
+
+async def test_a_merge_the_checks_refuse_changes_nothing(
+    backend: Inventory, new_id: Callable[[], str]
+) -> None:
+    """Half an implementation for an active service: the checks refuse the merge with the reason,
+    and the change stays open with main untouched."""
+    identifier = new_id()
+    branch = policy.branch_name(identifier, "deliver")
+    await record(backend, identifier, package=IpPackage.SMALL)
+    await backend.update_service(identifier, MAIN, status=ServiceStatus.IN_DELIVERY)
+    await backend.create_branch(branch)
+    site = await backend.get_site(SITE)
+    await backend.ensure_vlan(identifier, pool=site.vlan_pool, l2domain=site.l2domain, branch=branch)
+    await backend.update_service(identifier, branch, status=ServiceStatus.ACTIVE)
+    change = await backend.open_proposed_change(branch, f"Deliver {identifier}", "contract test")
+    try:
+        with pytest.raises(ChangeRefused, match=f"{identifier} is active without a prefix, port and gateway"):
+            await backend.merge_proposed_change(change.id)
+        assert (await backend.get_proposed_change(branch) or change).state is ChangeState.OPEN
+        on_main = await backend.get_service(identifier, MAIN)
+        assert on_main and on_main.status is ServiceStatus.IN_DELIVERY and on_main.implementation.empty
+    finally:
+        await backend.close_proposed_change(change.id)
+        await backend.discard_changes(identifier, branch=branch)
 
 
 async def test_a_closed_change_stays_closed(backend: Inventory, new_id: Callable[[], str]) -> None:

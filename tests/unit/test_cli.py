@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -55,11 +56,23 @@ def test_request_approve_show_and_decommission_through_the_flows(db: Path) -> No
     assert requested.returncode == 0, requested.stderr
     assert "waiting" in requested.stdout and "on branch dia-0042-deliver" in requested.stdout
     assert "factory approve DIA-0042" in requested.stdout
+    proposed = factory("show", "DIA-0042", "--config", db=db)
+    assert proposed.returncode == 0, proposed.stderr
+    assert "configuration on main: none" in proposed.stdout
+    assert "configuration of sw01-ams01 proposed on dia-0042-deliver:" in proposed.stdout
+    assert "   switchport access vlan 1000\n" in proposed.stdout
     approved = factory("approve", "DIA-0042", db=db)
     assert approved.returncode == 0, approved.stderr
     assert "deliver of DIA-0042: done" in approved.stdout
-    shown = factory("show", "DIA-0042", db=db)
+    shown = factory("show", "DIA-0042", "--config", db=db)
     assert "active" in shown.stdout and "203.0.113.0/28" in shown.stdout and "Ethernet8" in shown.stdout
+    assert "configuration of sw01-ams01 on main:" in shown.stdout
+    assert "interface Ethernet8\n   description DIA-0042 | ACC-9 | 10000 Mbit/s\n" in shown.stdout
+    assert "configuration of rb01-ams01 on main:" in shown.stdout
+    assert (
+        "interface Vlan1000\n   description DIA-0042 | ACC-9 | gateway\n   ip address 203.0.113.1/28\n"
+        in (shown.stdout)
+    )
     retired = factory("decommission", "DIA-0042", "--auto-approve", db=db)
     assert retired.returncode == 0, retired.stderr
     assert "DIA-0042: done, status decommissioned" in retired.stdout
@@ -147,3 +160,31 @@ def test_plan_previews_without_reserving(db: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "nothing reserved" in result.stdout and "Ethernet8" in result.stdout
     assert "0.0%" in factory("capacity", db=db).stdout
+
+
+def test_a_branch_edited_after_review_is_refused_until_reopened(db: Path) -> None:
+    base = ["--account", "ACC-1", "--site", "par01", "--bandwidth", "1000", "--package", "small"]
+    assert factory("request", "DIA-0050", *base, db=db).returncode == 0
+    with sqlite3.connect(db) as file:  # a hand edit: the gateway moved to another address
+        file.execute(
+            "UPDATE resource SET data = json_set(data, '$.address', '203.0.113.5/29') "
+            "WHERE service = 'DIA-0050' AND role = 'gateway'"
+        )
+    refused = factory("approve", "DIA-0050", db=db)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "error: proposed change 1 (dia-0050-deliver) cannot be merged, 2 check(s) failed: "
+    )
+    assert "DIA-0050: gateway 203.0.113.5/29 is not the first usable host of 203.0.113.0/29" in refused.stderr
+    assert "DIA-0050 is not as reviewed" in refused.stderr
+    reopened = factory("reopen", "DIA-0050", db=db)
+    assert reopened.returncode == 0, reopened.stderr
+    assert (
+        "DIA-0050: waiting" in reopened.stdout
+        and "proposed change 1 on branch dia-0050-deliver" in reopened.stdout
+    )
+    approved = factory("approve", "DIA-0050", db=db)
+    assert approved.returncode == 0, approved.stderr
+    assert "deliver of DIA-0050: done" in approved.stdout
+    shown = factory("show", "DIA-0050", "--config", db=db).stdout
+    assert "   ip address 203.0.113.1/29\n" in shown  # put right again by the re-opening

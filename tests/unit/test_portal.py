@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
+import html
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from allocation.backends.embedded import EmbeddedInventory
 from allocation.intent import ServiceStatus
 from allocation.settings import FactorySettings
 from portal.app import Security, create_app
+from tests import lifecycle
 from tests.portal_support import DIA_0042, Portal, approve, load, pools, read, table_rows, text
 from tests.support import ROOT, request, small_pools_data
 
@@ -222,6 +224,40 @@ def test_an_active_service_is_changed_from_its_page_through_a_reviewed_change(
     approve(db, identifier)
     holds = table_rows(client.get(f"/services/{identifier}").text, "plan")
     assert holds["status"] == ["active"] and holds["bandwidth"] == ["10000 Mbit/s"]
+
+
+def configuration_of(page: str) -> dict[str, list[str]]:
+    """device -> its configuration blocks on the service page (now, then once merged when under review)."""
+    section = page.split('id="configuration"', 1)[1].split("</section>", 1)[0]
+    found: dict[str, list[str]] = {}
+    for device, body in re.findall(r"<h3>(.*?)</h3>(.*?)(?=<h3>|$)", section, re.S):
+        found[device] = [html.unescape(b) for b in re.findall(r"<pre[^>]*>(.*?)</pre>", body, re.S)]
+    return found
+
+
+def test_the_service_page_shows_the_device_configuration_and_what_a_change_makes_of_it(
+    client: Portal, db: Path
+) -> None:
+    identifier = deliver_active(client, db)
+    service = read(db, lambda inventory: lifecycle.get_service(identifier, inventory))
+    port, gateway = service.implementation.port, service.implementation.gateway
+    assert port is not None and gateway is not None
+    shown = configuration_of(client.get(f"/services/{identifier}").text)
+    assert set(shown) == {port.port.device, gateway.device}
+    (switch,) = shown[port.port.device]
+    assert f"interface {port.port.name}\n   description {identifier} | ACC-9 | 1000 Mbit/s\n" in switch
+    assert f"   switchport access vlan {port.vlan_id}\n" in switch
+    (router,) = shown[gateway.device]
+    assert f"interface {gateway.interface}\n" in router and f"   ip address {gateway.address}\n" in router
+
+    client.submit(f"/services/{identifier}/modify", {"ip_package": "large"})
+    branch = f"{identifier.lower()}-modify"
+    proposed = read(db, lambda inventory: lifecycle.get_service(identifier, inventory, branch))
+    larger = proposed.implementation.gateway
+    assert larger is not None and larger.address != gateway.address
+    now, then = configuration_of(client.get(f"/services/{identifier}").text)[larger.device]
+    assert f"   ip address {gateway.address}\n" in now and f"   ip address {larger.address}\n" in then
+    assert f"   ip address {gateway.address}\n" not in then
 
 
 def test_a_change_the_core_refuses_comes_back_on_the_page_and_changes_nothing(

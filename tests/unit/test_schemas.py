@@ -38,9 +38,12 @@ CORE_KINDS: dict[str, dict[str, Any]] = {
         "relationships": {"ip_namespace": {"peer": "BuiltinIPNamespace", "cardinality": "one"}},
     },
     "CoreProposedChange": {"attributes": {"name": {}}},
+    "CoreArtifactTarget": {"generic": True},
+    "CoreGroup": {"generic": True, "attributes": {"name": {}}, "hfid": ["name__value"]},
     "CoreStandardGroup": {
         "attributes": {"name": {}, "description": {"optional": True}},
         "hfid": ["name__value"],
+        "inherit_from": ["CoreGroup"],
     },
     "CoreNumberPool": {
         "attributes": {
@@ -206,6 +209,10 @@ def full_kind(registry: dict[str, dict], kind: str) -> dict | None:
             )
         if entry["children"]:
             relationships["children"] = {"name": "children", "peer": entry["children"], "cardinality": "many"}
+        # Every node of Infrahub is a CoreNode, which can be a member of groups.
+        relationships.setdefault(
+            "member_of_groups", {"name": "member_of_groups", "peer": "CoreGroup", "cardinality": "many"}
+        )
         return {**entry, "attributes": attributes, "relationships": relationships, "hfid": hfid}
     if kind in CORE_KINDS:
         core = CORE_KINDS[kind]
@@ -213,7 +220,7 @@ def full_kind(registry: dict[str, dict], kind: str) -> dict | None:
             "generic": core.get("generic", False),
             "attributes": core.get("attributes", {}),
             "relationships": core.get("relationships", {}),
-            "inherit_from": [],
+            "inherit_from": core.get("inherit_from", []),
             "hfid": core.get("hfid"),
             "children": None,
         }
@@ -591,7 +598,10 @@ def test_otter_net_content(schemas, docs) -> None:
     objects, _ = collect_objects(schemas, docs)
     sites = {d["shortname"] for k, d, _, _ in objects if k == "LocationSite"}
     assert sites == {"lyn01", "par01", "bru01", "ams01"}
-    devices = {d["name"]: d for k, d, _, _ in objects if k == "DcimDevice"}
+    devices: dict[str, dict] = {}
+    for k, d, _, _ in objects:  # a later file upserts a device: what it sets wins
+        if k == "DcimDevice":
+            devices[d["name"]] = {**devices.get(d["name"], {}), **d}
     for site in sites:
         for prefix, role in (("sw", "core"), ("rb", "edge")):
             for idx in (1, 2):
@@ -680,3 +690,29 @@ def test_bad_data_is_caught(schemas, docs) -> None:
     assert any("lyn02" in e for e in errors)
     assert any("'unused'" in e for e in errors)
     assert any("IpamVlan" in e for e in errors)
+
+
+def test_every_switch_and_router_is_an_artifact_target_and_infrahub_yml_leaves_them_alone(
+    schemas, docs
+) -> None:
+    """The configuration artifacts of .infrahub.yml target two device groups; every core switch and
+    edge router of Otter-net is in the group of its role, and the groups' file is not among the
+    objects a repository import re-applies (it would drop Infrahub's own query groups)."""
+    objects, _ = collect_objects(schemas, docs)
+    roles: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    for kind, data, _, _ in objects:
+        if kind == "DcimDevice":
+            roles.setdefault(data["name"], data["role"])
+            if "member_of_groups" in data:
+                groups[data["name"]] = data["member_of_groups"]
+    by_role = {"core": "dedicated_internet_core_switches", "edge": "dedicated_internet_edge_routers"}
+    assert groups == {name: [by_role[role]] for name, role in roles.items()}
+    config = yaml.safe_load((ROOT / ".infrahub.yml").read_text())
+    assert {d["targets"] for d in config["artifact_definitions"]} == set(by_role.values())
+    assert "DcimDevice" in registry_inherits(schemas, "CoreArtifactTarget")
+    assert "data/08_device_groups.yml" not in config["objects"]
+
+
+def registry_inherits(schemas: dict[str, dict], generic: str) -> set[str]:
+    return {kind for kind, entry in build_registry(schemas).items() if generic in entry["inherit_from"]}

@@ -16,7 +16,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from allocation import policy
+from allocation import checks, policy, review
 from allocation.backends.embedded import pools
 from allocation.backends.embedded.bootstrap import load_records
 from allocation.backends.embedded.objects import load_files
@@ -300,20 +300,24 @@ class EmbeddedInventory:
         return [r[0] for r in self._db.execute("SELECT shortname FROM site ORDER BY shortname")]
 
     async def get_site(self, shortname: str) -> Site:
-        row = self._db.execute(
-            "SELECT shortname, name FROM site WHERE shortname = ?", (shortname,)
-        ).fetchone()
-        if row is None:
+        site = self._site(self._db, shortname)
+        if site is None:
             known = [r[0] for r in self._db.execute("SELECT shortname FROM site")]
             raise UnknownSite(shortname, known)
+        return site
+
+    def _site(self, db: sqlite3.Connection, shortname: str) -> Site | None:
+        row = db.execute("SELECT shortname, name FROM site WHERE shortname = ?", (shortname,)).fetchone()
+        if row is None:
+            return None
         devices = tuple(
             Device(name=n, role=r, index=i)
-            for n, r, i in self._db.execute(
+            for n, r, i in db.execute(
                 "SELECT name, role, idx FROM device WHERE site = ? ORDER BY name", (shortname,)
             )
         )
-        l2domains = {r[0] for r in self._db.execute("SELECT name FROM l2domain")}
-        vlan_pool, prefix_pool, l2domain = policy.site_pools(shortname, pools.pool_names(self._db), l2domains)
+        l2domains = {r[0] for r in db.execute("SELECT name FROM l2domain")}
+        vlan_pool, prefix_pool, l2domain = policy.site_pools(shortname, pools.pool_names(db), l2domains)
         return Site(
             shortname=row[0],
             name=row[1],
@@ -634,6 +638,11 @@ class EmbeddedInventory:
                     "INSERT INTO proposed_change (branch, name, description, state, created) VALUES (?, ?, ?, ?, ?)",
                     (branch, title, description, ChangeState.OPEN.value, _now()),
                 )
+            elif (current.name, current.description) != (title, description):  # re-opened: a fresh plan
+                db.execute(
+                    "UPDATE proposed_change SET name = ?, description = ? WHERE seq = ?",
+                    (title, description, current.id),
+                )
             change = self._change(db, branch)
         assert change is not None
         return change
@@ -647,6 +656,9 @@ class EmbeddedInventory:
             if change.state is ChangeState.CLOSED:
                 raise ServiceConflict(f"proposed change {change_id} is closed and cannot be merged")
             if change.state is ChangeState.OPEN:
+                violations = self._judge(db, change)
+                if violations:
+                    raise checks.refusal(change.id, change.branch, [v.message for v in violations])
                 self._merge_branch(db, change.branch)
                 db.execute(
                     "UPDATE proposed_change SET state = ?, decided_by = ? WHERE seq = ?",
@@ -665,6 +677,40 @@ class EmbeddedInventory:
                     (ChangeState.CLOSED.value, by, change_id),
                 )
             return self._change_by_id(db, change_id)
+
+    def _judge(self, db: sqlite3.Connection, change: ProposedChange) -> list[checks.Violation]:
+        """The checks Infrahub runs in a proposed change's pipeline, run on the merge: the services the
+        branch touches (its rows) and those its recorded plan names, against the rules and the plan."""
+        identifiers = {
+            r[0]
+            for r in db.execute(
+                "SELECT service FROM resource WHERE branch = ? UNION SELECT identifier FROM service_state "
+                "WHERE branch = ?",
+                (change.branch, change.branch),
+            )
+        }
+        recorded = review.parse(change.description)
+        identifiers |= set(recorded.states) if recorded is not None else set()
+        touched = {sid: self._service(db, sid, change.branch) for sid in sorted(identifiers)}
+        sites = {
+            shortname: site
+            for shortname in {s.site for s in touched.values() if s is not None}
+            if (site := self._site(db, shortname)) is not None
+        }
+        ports = [s.implementation.port.port.id for s in touched.values() if s and s.implementation.port]
+        holders = {
+            port: frozenset({service})
+            for port, service in db.execute(
+                f"SELECT port_id, service FROM port_claim WHERE port_id IN ({','.join('?' * len(ports))})",
+                ports,
+            )
+        }
+        facts = checks.Facts(
+            sites=sites,
+            pools={site.prefix_pool: pools.extent(db, site.prefix_pool) for site in sites.values()},
+            port_holders=holders,
+        ).holding(s for s in touched.values() if s is not None)
+        return checks.judge(change.description, touched, facts)
 
     def _merge_branch(self, db: sqlite3.Connection, branch: str) -> None:
         for service, role, holds, data, deleted in db.execute(

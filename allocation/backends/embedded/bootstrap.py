@@ -25,7 +25,15 @@ def load_records(db: sqlite3.Connection, records: list[ObjectRecord]) -> dict[st
         _site(db, record)
     for record in by_kind.get("IpamL2Domain", []):
         db.execute("INSERT OR IGNORE INTO l2domain VALUES (?)", (_required(record, "name"),))
-    devices = {_required(r, "name"): r for r in by_kind.get("DcimDevice", [])}
+    devices: dict[str, ObjectRecord] = {}
+    for record in by_kind.get("DcimDevice", []):
+        name = _required(record, "name")
+        if name in devices:  # a later file upserts the device (08_device_groups.yml): what it sets wins
+            devices[name].values.update(record.values)
+        else:
+            devices[name] = record
+    if devices:
+        counts["DcimDevice"] = len(devices)
     for record in devices.values():
         _device(db, record)
     for kind in ("DcimInterfaceL2", "DcimInterfaceL3"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, collapse_addresses
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS number_pool (name TEXT PRIMARY KEY, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
@@ -181,6 +181,17 @@ def _free_prefix(db: sqlite3.Connection, pool: str, prefix: IPv4Network) -> None
         network &= buddy  # the merged block starts at the lower of the two
         length -= 1
     db.execute("INSERT INTO prefix_free VALUES (?, ?, ?)", (pool, length, network))
+
+
+def extent(db: sqlite3.Connection, pool: str) -> tuple[IPv4Network, ...]:
+    """The address space a prefix pool allocates from: its free blocks and what it handed out, merged
+    (a released block merges with its free buddy, never past the pool's own prefixes)."""
+    free = [
+        IPv4Network((network, length))
+        for length, network in db.execute("SELECT length, network FROM prefix_free WHERE pool = ?", (pool,))
+    ]
+    held = [IPv4Network(v) for (v,) in db.execute("SELECT value FROM reservation WHERE pool = ?", (pool,))]
+    return tuple(collapse_addresses(free + held))
 
 
 def usage(db: sqlite3.Connection) -> list[tuple[str, str, int, int]]:

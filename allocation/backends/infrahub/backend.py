@@ -43,8 +43,12 @@ Where Infrahub differs, and what this backend does about it:
 - Prefix pool room compares free addresses with the prefix size; it does not see fragmentation
   (``apply_changes`` still raises ``PoolExhausted`` when Infrahub finds none). VLAN and prefix
   room counts this factory's reservations only.
-- Merging runs as an Infrahub task (tens of seconds) and is refused while the change's checks are
-  unfinished: the merge request waits for the task, and is sent again until ``merge_timeout``.
+- Merging runs as an Infrahub task (tens of seconds), which Infrahub refuses while a check of the
+  change's pipeline failed or is unfinished (or does not know of a check still to come), and each
+  refused merge is a task of its own: the backend judges the branch itself first (the same check,
+  ``review``), waits for the pipeline (up to ``merge_timeout``), refuses with the failed checks'
+  messages, and only then submits the merge; the request waits for Infrahub's merge task, and the
+  state is read back.
 - A branch created before a schema change keeps the old schema: load schemas before creating
   review branches (``scripts/infrahub-bootstrap``).
 """
@@ -63,12 +67,14 @@ from typing import Any
 
 from infrahub_sdk.exceptions import GraphQLError
 
-from allocation import policy
+from allocation import checks, policy
 from allocation.backends.infrahub import mutations as m
 from allocation.backends.infrahub import queries as q
+from allocation.backends.infrahub import review
 from allocation.backends.infrahub.client import Busy, Connection, messages
 from allocation.backends.infrahub.mapping import (
     RELEASED_VLAN_STATUS,
+    created_at,
     interfaces,
     nodes,
     peer,
@@ -111,6 +117,8 @@ from allocation.model import (
 )
 
 SERVICE = q.SERVICE_KIND
+LOST_VALIDATOR_SECONDS = 600.0  # a validator in progress this long lost its task: run the pipeline again
+PIPELINE_START_SECONDS = 15.0  # a change younger than this with no validator yet: its pipeline is starting
 RESERVATION = q.RESERVATION_KIND
 PAGE = 1000
 RELEASED_PREFIX_STATUS = (
@@ -151,7 +159,9 @@ class InfrahubInventory:
         token: str | None = None,
         *,
         timeout: int = 60,
-        merge_timeout: float = 300.0,
+        # A proposed change's pipeline takes minutes on a busy stack: the merge waits for it (and
+        # branch tasks share the deadline).
+        merge_timeout: float = 900.0,
         connection: Connection | None = None,
         access_token: str | None = None,
     ) -> None:
@@ -203,10 +213,11 @@ class InfrahubInventory:
         query: str,
         variables: dict[str, Any] | None = None,
         branch: str = MAIN,
+        at: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
         try:
-            return await self._conn.gql(query, variables, branch, timeout=timeout)
+            return await self._conn.gql(query, variables, branch, at, timeout=timeout)
         except (InventoryUnavailable, GraphQLError) as exc:
             text = (messages(exc) if isinstance(exc, GraphQLError) else str(exc)).lower()
             if branch != MAIN and ("branch" in text or "404" in text) and "not found" in text:
@@ -1210,7 +1221,13 @@ class InfrahubInventory:
         else:
             current = max((c for c in known if c.branch == branch), key=lambda c: c.id, default=None)
         if current is not None and current.state is ChangeState.OPEN:
-            return current
+            if (current.name, current.description) == (title, description):
+                return current
+            # Re-opened with a fresh plan: record it, and run the pipeline again for it.
+            data = {"id": current.id, "name": m.attr(title), "description": m.attr(description)}
+            result = await self._gql(q.UPDATE_PROPOSED_CHANGE, {"data": data})
+            await self._gql(q.RUN_CHECKS, {"id": current.id})
+            return to_change(result["CoreProposedChangeUpdate"]["object"])
         data = {
             "name": m.attr(title),
             "description": m.attr(description),
@@ -1258,18 +1275,25 @@ class InfrahubInventory:
         return found[0]
 
     async def merge_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
-        """Merge as the architect would, through the state update Infrahub checks against the account's
-        ``merge_proposed_change`` permission (Infrahub 1.11's ``CoreProposedChangeMerge`` does not check
-        it), once the change's pipeline has finished: Infrahub refuses a
-        merge while checks are unfinished, and each refused merge is a task of its own on Infrahub's
-        task manager. So the change is read first (its state, its validators' states and what its merge
-        will leave to finish), and the merge sent only when nothing runs; the merge request waits for
-        Infrahub's merge task. Refused anyway (failed checks): read and sent again until ``merge_timeout``."""
+        """Merge as the architect would, once the change's checks allow it.
+
+        First the checks themselves, here (``review``): a change they refuse is refused at once, with
+        their messages. Then Infrahub's own pipeline: wait until every check a registered repository
+        declares has run since the change's plan was last recorded, and every other validator has
+        finished; a failed one refuses the merge with its messages (each refused merge would be a task
+        of its own on Infrahub's task manager, so none is sent while the pipeline runs). Then the
+        merge, through the state update Infrahub checks against the account's
+        ``merge_proposed_change`` permission (Infrahub 1.11's ``CoreProposedChangeMerge`` mutation does
+        not check it: any account that may edit main could merge). The request waits for Infrahub's
+        merge task, and the change is read back with what its merge leaves to finish. Infrahub puts a
+        change it refused back to ``open``: the reason is read from the validators again, and the merge
+        sent again until ``merge_timeout``."""
         deadline = time.monotonic() + self.merge_timeout
         delay = 2.0
         refused = ""
+        judged = False
+        node, pending = await self._merge_state(change_id)
         while True:
-            node, pending = await self._merge_state(change_id)
             state = str(value(node, "state"))
             if state == "merged":
                 change = to_change(node)
@@ -1282,24 +1306,33 @@ class InfrahubInventory:
                     f"proposed change {change_id} could not be merged within {self.merge_timeout:.0f}s "
                     f"(still {state}: its checks failed or are still running; Infrahub: {refused or '-'})"
                 )
-            if state == "merging" or _pipeline_running(node):
+            if state == "open":
+                branch = str(value(node, "source_branch"))
+                if not judged:
+                    found = await self.review(branch)
+                    if found.violations:
+                        raise checks.refusal(change_id, branch, [v.message for v in found.violations])
+                    judged = True
+                # Waits for the pipeline; after a refusal, reads why (a check that failed meanwhile).
+                await self._pipeline_passed(change_id, branch, deadline)
+                try:
+                    await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id}, timeout=self.merge_timeout)
+                except GraphQLError as exc:  # refused, or merged or closed meanwhile: the state says which
+                    if "not allowed to merge" in messages(exc).lower():
+                        raise PermissionDenied(f"Infrahub refused: {messages(exc)}") from exc
+                    refused = messages(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 10.0)
+                except Busy:  # the merge task outlasted the request: it goes on
+                    if time.monotonic() > deadline:
+                        raise
+            else:  # merging
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 10.0)
-                continue
-            try:
-                await self._gql(q.MERGE_PROPOSED_CHANGE, {"id": change_id}, timeout=self.merge_timeout)
-            except GraphQLError as exc:  # refused, or merged or closed meanwhile: the state says which
-                if "not allowed to merge" in messages(exc).lower():
-                    raise PermissionDenied(f"Infrahub refused: {messages(exc)}") from exc
-                refused = messages(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 10.0)
-            except Busy:  # the merge task outlasted the request: it goes on
-                if time.monotonic() > deadline:
-                    raise
+            node, pending = await self._merge_state(change_id)
 
     async def _merge_state(self, change_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The change with its validators and, when its branch is known, what a merge leaves to do."""
+        """The change and, when its branch is known, what a merge leaves to do."""
         branch = self._branch_of.get(change_id)
         if branch is None:
             found = nodes(await self._gql(q.MERGE_STATE_BY_ID, {"id": change_id}), "CoreProposedChange")
@@ -1312,6 +1345,92 @@ class InfrahubInventory:
         if not found:
             raise ServiceConflict(f"no proposed change {change_id!r}")
         return found[0], data
+
+    async def review(self, branch: str) -> review.Review:
+        """What the service review check finds on ``branch`` (``checks/service_review.py``, which
+        Infrahub runs in the pipeline): the same query, on the branch and on main as the branch last
+        saw it, judged by the same function."""
+        text = review.query_text()
+        on_branch = await self._gql(text, {"branch": branch}, branch)
+        base = await self._gql(text, {"branch": branch}, MAIN, at=review.branched_from(on_branch))
+        return review.judge(on_branch, base)
+
+    async def _pipeline_passed(self, change_id: str, branch: str, deadline: float) -> None:
+        """Wait for the proposed change's pipeline; raise ChangeRefused when a validator failed.
+
+        A check a registered repository declares counts only once it ran for the plan the change
+        records now: one that started before the change was last re-opened is still to come. A
+        validator still in progress ``LOST_VALIDATOR_SECONDS`` after it started lost its task (an
+        overloaded task manager refuses to start flow runs, and Infrahub never finishes the
+        validator): the pipeline is asked to run again, once, as an architect does in the UI. A change
+        opened less than ``PIPELINE_START_SECONDS`` ago with no validator yet is still starting it.
+
+        The branch was judged here just before (``review``) and passed: a repository check that failed
+        ran on an older branch (one a re-open brought back to its plan, or an architect repaired), so
+        the checks are asked for again, once, and only a run that started after the failed one
+        counts. Infrahub runs its pipeline when a change is opened or asked to, never when the branch
+        changes."""
+        delay = 1.0
+        rerun = False
+        stale: datetime | None = None  # the start of the newest failed check run on an older branch
+        while True:
+            data = await self._gql(q.VALIDATIONS, {"id": change_id})
+            found = nodes(data, "CoreProposedChange")
+            if not found:
+                raise ServiceConflict(f"no proposed change {change_id!r}")
+            since = _when((found[0].get("description") or {}).get("updated_at"))
+            definitions = {
+                str(d["id"]): f"Check: {value(d, 'name')}" for d in nodes(data, "CoreCheckDefinition")
+            }
+            pending = dict(definitions)  # definition id (or validator label) -> label
+            validators = peers(found[0], "validations")
+            opened = created_at(change_id)
+            if not validators and opened is not None and _age(opened) < PIPELINE_START_SECONDS:
+                pending["pipeline"] = "the pipeline, starting"  # no validator yet on a change this young
+            failed: list[str] = []
+            outdated: list[datetime] = []
+            for validator in validators:
+                label = str(validator.get("display_label"))
+                definition = (peer(validator, "check_definition") or {}).get("id")
+                if definition in definitions:
+                    started = _when(value(validator, "started_at"))
+                    if since is not None and (started is None or started < since):
+                        continue  # ran for an earlier plan: still pending
+                    if stale is not None and (started is None or started <= stale):
+                        continue  # ran on the branch before it was repaired: still pending
+                    failing = (
+                        value(validator, "state") == "completed"
+                        and value(validator, "conclusion") != "success"
+                    )
+                    if failing and stale is None and started is not None:
+                        outdated.append(started)
+                        continue
+                    del pending[str(definition)]
+                if value(validator, "state") != "completed":
+                    pending[label] = label
+                    started = _when(value(validator, "started_at"))
+                    if not rerun and started is not None and _age(started) > LOST_VALIDATOR_SECONDS:
+                        rerun = True
+                        await self._gql(q.RUN_CHECKS, {"id": change_id})
+                elif value(validator, "conclusion") != "success" and validator.get("__typename") != (
+                    "CoreDataValidator"  # conflicts: Infrahub decides them on the merge itself
+                ):
+                    failed += _failures(validator)
+            if outdated:
+                stale = max(outdated)
+                await self._gql(q.RUN_CHECKS, {"id": change_id})
+                continue
+            if failed:
+                raise checks.refusal(change_id, branch, failed)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise ServiceConflict(
+                    f"proposed change {change_id}: its checks did not finish within {self.merge_timeout:.0f}s "
+                    f"({', '.join(sorted(pending.values()))})"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
 
     async def close_proposed_change(self, change_id: str, *, by: str | None = None) -> ProposedChange:
         change = to_change(await self._change_node(change_id))
@@ -1408,19 +1527,6 @@ def _node_missing(error: dict[str, Any]) -> bool:
     """A GraphQL error saying the node a mutation targets does not exist (any more)."""
     code = str((error.get("extensions") or {}).get("code", ""))
     return code == "NODE_NOT_FOUND" or "unable to find the node" in str(error.get("message", "")).lower()
-
-
-PIPELINE_START_SECONDS = 15.0  # a change younger than this with no validator yet: its pipeline is starting
-
-
-def _pipeline_running(node: dict[str, Any]) -> bool:
-    """Whether the change's pipeline is still at work: a validator not completed, or none yet on a
-    change opened moments ago."""
-    states = [str(value(v, "state")) for v in peers(node, "validations")]
-    if states:
-        return any(state != "completed" for state in states)
-    opened = to_change(node).created_at
-    return opened is not None and (datetime.now(UTC) - opened).total_seconds() < PIPELINE_START_SECONDS
 
 
 def _busy(error: dict[str, Any]) -> bool:
@@ -1589,6 +1695,35 @@ def _gateway(
     ops.append(m.update("IpamPrefix", {"id": held.prefix_id, "gateway": m.ref(address_id)}))
     held.gateway_ids = (interface_id, address_id)
     return ops
+
+
+def _age(moment: datetime) -> float:
+    return (datetime.now(UTC) - moment).total_seconds()
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def _failures(validator: dict[str, Any]) -> list[str]:
+    """What a failed validator says: the errors its checks logged (``Message: ...`` then ``Level:
+    ERROR`` in a user check's log), else the label of each failed check."""
+    label = str(validator.get("display_label"))
+    found: list[str] = []
+    for check in peers(validator, "checks"):
+        if value(check, "conclusion") == "success":
+            continue
+        lines = str(value(check, "message") or "").splitlines()
+        errors = [
+            line.removeprefix("Message: ")
+            for line, level in zip(lines, [*lines[1:], ""], strict=True)
+            if line.startswith("Message: ") and level.strip() == "Level: ERROR"
+        ]
+        found += [f"{label}: {e}" for e in errors] or [f"{label}: {check.get('display_label')} failed"]
+    return found or [f"{label} failed"]
 
 
 def _port_resource(port_id: str) -> str:

@@ -112,11 +112,13 @@ class Connection:
         query: str,
         variables: dict[str, Any] | None = None,
         branch: str = "main",
+        at: str | None = None,
         *,
         timeout: float | None = None,  # noqa: ASYNC109  (passed to the SDK, which owns the request)
     ) -> dict[str, Any]:
-        """Run one GraphQL document (one round trip). GraphQL errors come back as ``GraphQLError``;
-        ``timeout`` overrides the default for a request that waits for an Infrahub task."""
+        """Run one GraphQL document (one round trip), on ``branch`` as it is now or as it was ``at``
+        a time. GraphQL errors come back as ``GraphQLError``; ``timeout`` overrides the default for a
+        request that waits for an Infrahub task."""
         if not self._counted_by_requester:
             self.round_trips += 1  # a wrapped client: count here, its transport does not
             self.operations[_operation({"query": query})] += 1
@@ -125,6 +127,7 @@ class Connection:
                 query=query,
                 variables=variables,
                 branch_name=branch,
+                at=at,
                 timeout=int(timeout) if timeout else None,
             )
         except (ServerNotReachableError, ServerNotResponsiveError, JsonDecodeError) as exc:

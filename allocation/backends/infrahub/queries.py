@@ -282,12 +282,12 @@ query ChangeAndPending($branch: String!) {
 """
 )
 
-# A change being merged: its state and its validators' (the merge is refused while they run) and, by
-# its branch, what the merge will leave to finish.
+# A change being merged: its state and, by its branch, what the merge will leave to finish (its
+# validators are read by VALIDATIONS, which the merge waits on).
 MERGE_STATE = _expand(
     """
 query MergeState($id: ID!, $branch: String!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ validations { edges { node { state { value } } } } } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
   claimed: ServiceReservation(claimed_on__value: $branch) { edges { node { id } } }
   released: ServiceReservation(released_on__value: $branch) { edges { node { id } } }
   IpamVLAN(role__value: "customer", status__value: "deprecated") { edges { node { id } } }
@@ -300,7 +300,7 @@ query MergeState($id: ID!, $branch: String!) {
 MERGE_STATE_BY_ID = _expand(
     """
 query MergeStateById($id: ID!) {
-  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ validations { edges { node { state { value } } } } } } }
+  CoreProposedChange(ids: [$id]) { edges { node { @CHANGE_READ@ } } }
 }
 """
 )
@@ -328,6 +328,51 @@ mutation CloseChange($id: String!) {
 }
 """
 )
+
+UPDATE_PROPOSED_CHANGE = _expand(
+    """
+mutation UpdateChange($data: CoreProposedChangeUpdateInput!) {
+  CoreProposedChangeUpdate(data: $data) { ok object { @CHANGE@ } }
+}
+"""
+)
+
+# The proposed change's pipeline again (after its description was refreshed with a fresh plan).
+RUN_CHECKS = """
+mutation RunChecks($id: String!) {
+  CoreProposedChangeRunCheck(data: {id: $id, check_type: ALL}) { ok }
+}
+"""
+
+# Where the proposed change's pipeline stands: every validator with its checks, the checks the
+# registered repositories declare, and when the change's plan was last recorded (its re-opening).
+VALIDATIONS = """
+query Validations($id: ID!) {
+  CoreProposedChange(ids: [$id]) {
+    edges {
+      node {
+        state { value }
+        source_branch { value }
+        description { updated_at }
+        validations {
+          edges {
+            node {
+              __typename
+              display_label
+              state { value }
+              conclusion { value }
+              started_at { value }
+              ... on CoreUserValidator { check_definition { node { id } } }
+              checks { edges { node { display_label conclusion { value } message { value } } } }
+            }
+          }
+        }
+      }
+    }
+  }
+  CoreCheckDefinition { edges { node { id name { value } } } }
+}
+"""
 
 # The state update, not CoreProposedChangeMerge: only this path checks merge_proposed_change.
 MERGE_PROPOSED_CHANGE = """
