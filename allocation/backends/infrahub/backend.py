@@ -14,6 +14,11 @@ How each promise of the port (``allocation.inventory``) maps onto Infrahub:
   then the port's configuration, the reservations and the gateway (named for the VLAN ID, at the
   prefix's first host) in a second. Nodes are created with ids chosen here, so later mutations of a
   document can point at them.
+- Only the first step on a branch, on a client, reads: a step's last write document ends with an
+  update of the service that changes nothing and returns it as a read would (a document's mutations
+  run in order), and the next step starts from that and the reservations the write made or gave
+  back. A new branch starts as the view of main read just before it was created. A resumed run (a
+  new process, another client) reads again.
 - Ports, prefixes and VLAN IDs held by a service are also recorded as ``ServiceReservation`` nodes
   (branch-agnostic, unique ``resource``). A port claim is such a create: Infrahub checks uniqueness
   across every branch under a lock, so of two concurrent claims of one port exactly one succeeds,
@@ -1529,7 +1534,9 @@ def _service_update(
 
 def _answer(service_id: str) -> m.Op:
     """The last mutation of a step's write: an update of the service that changes nothing (no diff, no
-    event) and returns it as ``queries.SERVICE`` reads it, after the document's other mutations ran."""
+    event) and returns it as ``queries.SERVICE`` reads it, after the document's other mutations ran.
+    Only the id: Infrahub 1.11 answers an update that names an attribute without the service's
+    location, VLAN and prefix (a relationship it did not save is not loaded)."""
     return m.Op(
         f"{SERVICE}Update", f"{SERVICE}UpdateInput", {"id": service_id}, q.SERVICE_ANSWER, alias="service"
     )
