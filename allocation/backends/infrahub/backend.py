@@ -121,7 +121,8 @@ PAGE = 1000
 RELEASED_PREFIX_STATUS = (
     "deprecated"  # a customer prefix released on a branch, deleted from main after the merge
 )
-FRESH_SECONDS = 300.0  # how old main's view may be for a branch created after it to reuse it
+ANSWER = "service"  # the alias of the mutation that returns the service at the end of a step's write
+FRESH_SECONDS = 300.0  # how old a remembered view (its oldest part) may be for a step to start from it
 
 
 @dataclass(frozen=True)
@@ -905,11 +906,11 @@ class InfrahubInventory:
             if answering:
                 second = [*second, _answer(held.service_id)]
             data, errors = await self._send(second, branch)
-            answer = None if errors else _answered(data)
             if errors:
-                errors = await self._recorded_elsewhere(identifier, second, errors, branch)
+                errors, data = await self._recorded_elsewhere(identifier, second, errors, branch)
                 if errors:
                     raise GraphQLError(errors=errors)
+            answer = _answered(data)
         if first or second:
             self._wrote[(identifier, branch)] = [
                 i for i in (held.vlan_id, held.prefix_id, *held.gateway_ids) if i is not None
@@ -1087,7 +1088,7 @@ class InfrahubInventory:
 
     async def _recorded_elsewhere(
         self, identifier: str, ops: list[m.Op], errors: list[dict[str, Any]], branch: str
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """A VLAN ID or prefix a pool has just handed out is still recorded for another service.
 
         A record claimed on a branch that no longer exists is void (the branch, and what it took, is
@@ -1095,7 +1096,8 @@ class InfrahubInventory:
         removed and this service's record written again. Otherwise the pools and the reservations
         disagree (a release on a branch by a client that deletes instead of setting aside, under
         review): raised as a domain error, so the step gives back what it took. Returns the errors
-        that are not about records."""
+        that are not about records, and the answer of the records written again (with the service's
+        answer of ``ops``, if any, again after them)."""
         names = {m.name_of(op, i): op for i, op in enumerate(ops)}
         rest: list[dict[str, Any]] = []
         retry: list[m.Op] = []
@@ -1122,10 +1124,11 @@ class InfrahubInventory:
                 f"released on {value(holder, 'released_on')}): a release under review elsewhere; try again once "
                 "it is concluded"
             )
+        data: dict[str, Any] = {}
         if retry:
-            _, again = await self._send(retry, branch)
+            data, again = await self._send([*retry, *(op for op in ops if op.alias == ANSWER)], branch)
             rest += again
-        return rest
+        return rest, data
 
     async def _branch_exists(self, name: str) -> bool:
         return bool((await self._gql(q.BRANCH, {"name": name})).get("Branch"))
@@ -1538,12 +1541,12 @@ def _answer(service_id: str) -> m.Op:
     Only the id: Infrahub 1.11 answers an update that names an attribute without the service's
     location, VLAN and prefix (a relationship it did not save is not loaded)."""
     return m.Op(
-        f"{SERVICE}Update", f"{SERVICE}UpdateInput", {"id": service_id}, q.SERVICE_ANSWER, alias="service"
+        f"{SERVICE}Update", f"{SERVICE}UpdateInput", {"id": service_id}, q.SERVICE_ANSWER, alias=ANSWER
     )
 
 
 def _answered(data: dict[str, Any]) -> dict[str, Any] | None:
-    found = (data.get("service") or {}).get("object")
+    found = (data.get(ANSWER) or {}).get("object")
     return found if isinstance(found, dict) else None
 
 
