@@ -13,6 +13,7 @@ event-triggered resume and the generator can in production: the end is the same 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import os
@@ -24,12 +25,15 @@ from typing import Any
 import pytest
 from infrahub_sdk import Config, InfrahubClient
 
-from allocation import policy
+from allocation import policy, runner
 from allocation.backends.infrahub import InfrahubInventory
-from allocation.errors import InventoryUnavailable, PortTaken
+from allocation.errors import InventoryUnavailable, PortTaken, ServiceConflict, UnknownService
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
-from allocation.model import MAIN
+from allocation.model import MAIN, ProposedChange
 from allocation.settings import InfrahubSettings
+from allocation.steps import Step, Work, allocate_gateway, allocate_port, allocate_prefix, allocate_vlan
+from allocation.steps import begin as begin_step
+from allocation.steps import plan as plan_step
 from tests import lifecycle
 from tests.integration.conftest import held, merge_in_infrahub, requires_infrahub, sdk_query
 from tests.support import request
@@ -79,10 +83,54 @@ query Left($vlan: String!, $prefix: String!) {
 PARTIES = 3
 
 
-async def approve(inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition) -> str:
+async def counted_run(
+    inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition
+) -> tuple[ProposedChange | None, dict[str, int]]:
+    """Run a transition up to its open proposed change: the change, and the requests each step sent."""
+    requests: dict[str, int] = {}
+
+    async def counting(step: Step, work: Work) -> Work:
+        before = inventory.round_trips
+        work = await step(work)
+        requests[step.name] = inventory.round_trips - before
+        return work
+
+    work = await runner.run(Work(identifier, transition, inventory), execute=counting)
+    return work.change, requests
+
+
+# What a transition's steps cost on one client, in requests: every step after begin starts from what
+# the previous step's write returned (the plan from the new branch as begin read main), and only
+# opening the proposed change reads again.
+DELIVERY_REQUESTS = {
+    "begin": 2,
+    "plan": 0,
+    "allocate VLAN": 2,
+    "allocate prefix": 2,
+    "allocate port": 2,
+    "allocate gateway": 1,
+    "mark target status": 1,
+    "open proposed change": 2,
+    "conclude": 1,
+}
+DECOMMISSION_REQUESTS = {
+    "begin": 2,
+    "release gateway": 1,
+    "release port": 1,
+    "release prefix": 1,
+    "release VLAN": 1,
+    "mark target status": 1,
+    "open proposed change": 2,
+    "conclude": 1,
+}
+
+
+async def approve(
+    inventory: InfrahubInventory, identifier: str, transition: lifecycle.Transition
+) -> tuple[str, dict[str, int]]:
     """Merge the transition's change in Infrahub, then conclude it from three clients at once; the
-    merged branch."""
-    change = await lifecycle.prepare(identifier, transition, inventory)
+    merged branch, and the requests each step sent before the merge."""
+    change, requests = await counted_run(inventory, identifier, transition)
     assert change is not None
     await merge_in_infrahub(change.id)
     others = [InfrahubInventory.from_settings(InfrahubSettings()) for _ in range(PARTIES - 1)]
@@ -95,7 +143,7 @@ async def approve(inventory: InfrahubInventory, identifier: str, transition: lif
         for other in others:
             await other.close()
     assert outcomes == [lifecycle.Outcome.DONE] * PARTIES, outcomes
-    return change.branch
+    return change.branch, requests
 
 
 BRANCHES_AND_CHANGES = """
@@ -115,7 +163,8 @@ async def test_a_service_lives_and_dies_on_infrahub(
     )
 
     start = infrahub.round_trips
-    delivered_on = await approve(infrahub, identifier, lifecycle.DELIVER)
+    delivered_on, requests = await approve(infrahub, identifier, lifecycle.DELIVER)
+    assert requests == DELIVERY_REQUESTS
     delivered = await lifecycle.get_service(identifier, infrahub)
     impl = delivered.implementation
     assert delivered.status is ServiceStatus.ACTIVE and impl.complete
@@ -158,7 +207,8 @@ async def test_a_service_lives_and_dies_on_infrahub(
     assert await main_view(identifier) == view
 
     start = infrahub.round_trips
-    decommissioned_on = await approve(infrahub, identifier, lifecycle.DECOMMISSION)
+    decommissioned_on, requests = await approve(infrahub, identifier, lifecycle.DECOMMISSION)
+    assert requests == DECOMMISSION_REQUESTS
     print(f"decommission: {infrahub.round_trips - start} round trips")
     gone = await lifecycle.get_service(identifier, infrahub)
     assert gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
@@ -227,6 +277,93 @@ async def test_rerunning_a_delivery_before_review_changes_nothing(
     assert (await lifecycle.get_service(identifier, infrahub)).status is ServiceStatus.DRAFT
     assert await held(identifier) == {}
     assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation.empty
+
+
+def _as_read(view: Any) -> tuple[Any, list[Any]]:
+    """The service node and its reservations behind a planning view (the backend's handle)."""
+    return view.handle.node, sorted(view.handle.records, key=lambda r: r["id"])
+
+
+async def test_each_step_starts_from_what_the_last_write_returned_as_infrahub_holds_it(
+    infrahub: InfrahubInventory, new_id: Callable[[], str]
+) -> None:
+    """A delivery on one client: each allocation step's write returns the service, and the next step
+    starts from that without a request. What it starts from is what another client reads."""
+    identifier = new_id()
+    await lifecycle.request_service(request(identifier, site=SITE), infrahub)
+    other = InfrahubInventory.from_settings(InfrahubSettings())
+    requests: dict[str, int] = {}
+
+    async def counting_and_comparing(step: Step, work: Work) -> Work:
+        before = infrahub.round_trips
+        work = await step(work)
+        requests[step.name] = infrahub.round_trips - before
+        if step.name.startswith("allocate"):
+            before = infrahub.round_trips
+            mine = await infrahub.planning_view(identifier, work.on_branch, site=SITE)
+            assert infrahub.round_trips == before  # the next step's read: none
+            theirs = await other.planning_view(identifier, work.on_branch, site=SITE)
+            assert mine.service == theirs.service, step.name
+            assert _as_read(mine) == _as_read(theirs), step.name
+        return work
+
+    try:
+        work = await runner.run(Work(identifier, lifecycle.DELIVER, infrahub), execute=counting_and_comparing)
+        assert requests == DELIVERY_REQUESTS
+        assert work.change is not None
+        delivered = (await lifecycle.get_service(identifier, other, work.on_branch)).implementation
+        assert delivered.complete and delivered.port == work.port and delivered.vlan == work.vlan
+        await infrahub.close_proposed_change(work.change.id)
+        assert (
+            await lifecycle.conclude(identifier, lifecycle.DELIVER, infrahub, work.on_branch)
+            is lifecycle.Outcome.REJECTED
+        )
+        assert await held(identifier) == {}
+    finally:
+        await other.close()
+
+
+async def test_a_step_after_another_clients_write_still_ends_right(
+    infrahub: InfrahubInventory, new_id: Callable[[], str]
+) -> None:
+    """Between two steps of a delivery, another client takes the port the delivery's next step starts
+    from: that step's claim is refused, it reads Infrahub and takes another port."""
+    identifier, rival = new_id(), new_id()
+    await lifecycle.request_service(request(identifier, site=SITE), infrahub)
+    other = InfrahubInventory.from_settings(InfrahubSettings())
+    rival_branch = policy.branch_name(rival, "deliver")
+    work = Work(identifier, lifecycle.DELIVER, infrahub)
+    try:
+        for step in (begin_step, plan_step, allocate_vlan, allocate_prefix):
+            work = await step(work)
+        wanted = work.planned.port  # what the next step's remembered view offers
+
+        await other.create_service(request(rival, site=SITE))
+        await other.create_branch(rival_branch)
+        site = await other.get_site(SITE)
+        vlan = await other.ensure_vlan(
+            rival, pool=site.vlan_pool, l2domain=site.l2domain, branch=rival_branch
+        )
+        await other.claim_port(rival, port=wanted, vlan=vlan, branch=rival_branch)
+
+        before = infrahub.operations
+        work = await allocate_port(work)
+        assert work.port is not None and work.port.port.id != wanted.id
+        read_again = {k: v - before.get(k, 0) for k, v in infrahub.operations.items()}
+        assert read_again.get("query View") == 1  # after the refused claim: Infrahub, not memory
+        work = await allocate_gateway(work)
+
+        mine, theirs = await held(identifier), await held(rival)
+        assert f"port:{work.port.port.id}" in mine and f"port:{wanted.id}" not in mine
+        assert f"port:{wanted.id}" in theirs
+        delivered = (await lifecycle.get_service(identifier, other, work.on_branch)).implementation
+        assert delivered.complete and delivered.port == work.port
+    finally:
+        if work.branch is not None:
+            await infrahub.discard_changes(identifier, branch=work.branch)
+        with contextlib.suppress(UnknownService, ServiceConflict):  # when it failed before its branch
+            await other.discard_changes(rival, branch=rival_branch)
+        await other.close()
 
 
 async def test_two_clients_racing_for_one_port_cannot_both_win(new_id: Callable[[], str]) -> None:

@@ -63,13 +63,21 @@ UNIQUE = {
 }
 
 
-async def test_a_record_claimed_on_a_branch_that_is_gone_is_void_and_taken_over() -> None:
+ANSWER = m.Op(
+    "ServiceDedicatedInternetUpdate", "ServiceDedicatedInternetUpdateInput", {"id": "s1"}, alias="service"
+)
+
+
+@pytest.mark.parametrize("answered", [False, True])
+async def test_a_record_claimed_on_a_branch_that_is_gone_is_void_and_taken_over(answered: bool) -> None:
     stand_in = Stand_in(claimed_on="other-0001-deliver", branches={"main"})
     inventory = backend(stand_in)
-    left = await inventory._recorded_elsewhere("DIA-0001", [RECORD], [UNIQUE], "dia-0001-deliver")
+    sent = [RECORD, ANSWER] if answered else [RECORD]
+    left, _ = await inventory._recorded_elsewhere("DIA-0001", sent, [UNIQUE], "dia-0001-deliver")
     assert left == []
     assert stand_in.deleted == ["r1"]
-    assert stand_in.sent == [[RECORD]]  # this service's record written again
+    # This service's record written again, and the service returned after it for the next step.
+    assert stand_in.sent == [sent]
     await inventory.close()
 
 

@@ -14,6 +14,11 @@ How each promise of the port (``allocation.inventory``) maps onto Infrahub:
   then the port's configuration, the reservations and the gateway (named for the VLAN ID, at the
   prefix's first host) in a second. Nodes are created with ids chosen here, so later mutations of a
   document can point at them.
+- Only the first step on a branch, on a client, reads: a step's last write document ends with an
+  update of the service that changes nothing and returns it as a read would (a document's mutations
+  run in order), and the next step starts from that and the reservations the write made or gave
+  back. A new branch starts as the view of main read just before it was created. A resumed run (a
+  new process, another client) reads again.
 - Ports, prefixes and VLAN IDs held by a service are also recorded as ``ServiceReservation`` nodes
   (branch-agnostic, unique ``resource``). A port claim is such a create: Infrahub checks uniqueness
   across every branch under a lock, so of two concurrent claims of one port exactly one succeeds,
@@ -60,7 +65,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
@@ -124,17 +129,32 @@ PAGE = 1000
 RELEASED_PREFIX_STATUS = (
     "deprecated"  # a customer prefix released on a branch, deleted from main after the merge
 )
-FRESH_SECONDS = 300.0  # how old main's view may be for a branch created after it to reuse it
+ANSWER = "service"  # the alias of the mutation that returns the service at the end of a step's write
+FRESH_SECONDS = 300.0  # how old a remembered view (its oldest part) may be for a step to start from it
 
 
 @dataclass(frozen=True)
 class _Read:
     """What a read found of one service on one branch: its node and its reservations (a view's
-    ``handle``, so that a write decided from the view needs no second read)."""
+    ``handle``, so that a write decided from the view needs no second read). ``at``: when Infrahub
+    answered the oldest part of it; ``complete``: whether its view has the site's candidate ports,
+    load and pool room (an allocating read's)."""
 
     branch: str
     node: dict[str, Any] | None
     records: list[dict[str, Any]] = field(default_factory=list)
+    at: float = field(default_factory=time.monotonic)
+    complete: bool = False
+
+
+@dataclass(frozen=True)
+class _Left:
+    """A service on a branch as this client's last write there left it: the node and reservations the
+    write's answer showed and, when the write was decided from a planning view, that view brought up
+    to date. The next step starts from it instead of reading (see ``_remember``)."""
+
+    read: _Read
+    view: PlanningView | None = None
 
 
 @dataclass
@@ -170,11 +190,11 @@ class InfrahubInventory:
         self._site_of: dict[str, str] = {}  # service identifier -> site: immutable, safe to remember
         self._branch_of: dict[str, str] = {}  # proposed change id -> its source branch: immutable too
         self._wrote: dict[tuple[str, str], list[str]] = {}  # see written_nodes
-        # The last view of a service on main this client read, and the views of branches it has just
-        # created from main after that read: a brand-new branch is main as read, so its first read
-        # is answered from memory (once; every later read goes to Infrahub).
-        self._main_view: dict[str, tuple[PlanningView, float]] = {}
-        self._fresh: dict[tuple[str, str], PlanningView] = {}
+        # The last view of a service on main this client read (a branch created from main right
+        # after starts as that view), and per service and branch what this client's last write there
+        # left: a step's reads are answered from it and its write takes it (see ``_remember``).
+        self._main_view: dict[str, PlanningView] = {}
+        self._left: dict[tuple[str, str], _Left] = {}
         self.merge_timeout = merge_timeout
 
     @classmethod
@@ -285,16 +305,48 @@ class InfrahubInventory:
             raise UnknownService(identifier)
         return read
 
+    # ------------------------------------------------------------------ what the last write left
+    # A step's write returns the service as the next step would read it (``_answered``): this client
+    # keeps it per service and branch, the next step's reads start from it (the plan, which writes
+    # nothing, and the step after it see the same) and that step's write takes it and leaves its own.
+    # Only writes on branches are kept; anything else that writes the service there, a write that
+    # fails, and age forget it. Another process, or another client, reads: a concurrent party's write
+    # in between is met by the write's own checks (uniqueness, nodes gone), as in a read-then-write
+    # race.
+    def _recall(self, identifier: str, branch: str) -> _Left | None:
+        left = self._left.get((identifier, branch))
+        if left is not None and time.monotonic() - left.read.at > FRESH_SECONDS:
+            del self._left[(identifier, branch)]
+            return None
+        return left
+
+    def _remember(self, identifier: str, read: _Read, view: PlanningView | None) -> None:
+        if read.branch != MAIN and read.node is not None:
+            self._left[(identifier, read.branch)] = _Left(read, view)
+
+    def _forget(self, identifier: str | None = None, branch: str | None = None) -> None:
+        for key in [k for k in self._left if identifier in (None, k[0]) and branch in (None, k[1])]:
+            del self._left[key]
+
+    async def _last_or_read(self, identifier: str, branch: str) -> _Left:
+        """The service on ``branch`` as this client's last write left it, or as Infrahub has it."""
+        return self._recall(identifier, branch) or _Left(await self._require(identifier, branch))
+
     # ------------------------------------------------------------------ the read of a step
     async def planning_view(
         self, identifier: str, branch: str, *, site: str | None = None, allocating: bool = True
     ) -> PlanningView:
-        fresh = self._fresh.pop((identifier, branch), None)
-        if fresh is not None and (site is None or site == fresh.site.shortname):
-            return fresh
+        left = self._recall(identifier, branch)
+        if (
+            left is not None
+            and left.view is not None
+            and (site is None or site == left.view.site.shortname)
+            and (left.read.complete or not allocating)
+        ):
+            return left.view
         view = await self._read_view(identifier, branch, site, allocating)
-        if branch == MAIN and allocating and identifier:
-            self._main_view[identifier] = (view, time.monotonic())
+        if branch == MAIN and identifier:
+            self._main_view[identifier] = view
         return view
 
     async def _read_view(
@@ -403,7 +455,7 @@ class InfrahubInventory:
         for change in changes:
             self._branch_of[change.id] = change.branch
         service = to_service(service_node) if service_node else None
-        handle = _Read(branch, service_node, records)
+        handle = _Read(branch, service_node, records, complete=allocating)
         if not allocating:
             return PlanningView(service=service, site=site, changes=changes, handle=handle)
         # Ports another service holds on any branch are not free; a port this service claimed and has
@@ -542,6 +594,7 @@ class InfrahubInventory:
         return existing
 
     async def withdraw_service(self, identifier: str) -> None:
+        self._forget(identifier)
         read = await self._read(identifier, MAIN)
         node, records = read.node, read.records
         if node is None:
@@ -574,6 +627,7 @@ class InfrahubInventory:
         if op is None:
             await self._require(identifier, branch)
             return
+        self._forget(identifier, branch)
         try:
             await self._write([op], branch)
         except GraphQLError as exc:
@@ -593,6 +647,7 @@ class InfrahubInventory:
         """Main's status and the branch in one document (Infrahub runs the update, then the creation:
         the branch starts from the new status), and the branch's own values in a second if any."""
         ops = [op] if (op := _service_update(identifier, status, None, None)) else []
+        self._forget(identifier, branch)
         if branch != MAIN:
             ops.append(m.create_branch(branch))
         errors = await self._branch_task(ops)
@@ -623,25 +678,24 @@ class InfrahubInventory:
         ip_package: IpPackage | None,
     ) -> None:
         """A branch this client has just created from main, right after reading main's view of the
-        service: its view is that one, with the values ``branch_off`` wrote."""
-        read = self._main_view.pop(identifier, None)
+        service: it starts as that view, with the values ``branch_off`` wrote (the same nodes, ids
+        and reservations: these are branch-agnostic)."""
+        view = self._main_view.pop(identifier, None)
+        main = view.handle if view is not None else None
         if (
             not created
-            or read is None
-            or time.monotonic() - read[1] > FRESH_SECONDS
-            or read[0].service is None
+            or view is None
+            or not isinstance(main, _Read)
+            or main.node is None
+            or time.monotonic() - main.at > FRESH_SECONDS
         ):
             return
-        view, _ = read
-        assert view.service is not None
-        service = view.service.model_copy(
-            update={
-                "status": status or view.service.status,
-                "bandwidth": bandwidth or view.service.bandwidth,
-                "ip_package": ip_package or view.service.ip_package,
-            }
+        values = {"status": status, "bandwidth": bandwidth, "ip_package": ip_package}
+        node = main.node | {name: m.attr(new.value) for name, new in values.items() if new is not None}
+        read = replace(main, branch=branch, node=node)
+        self._remember(
+            identifier, read, view.model_copy(update={"service": to_service(node), "handle": read})
         )
-        self._fresh[(identifier, branch)] = view.model_copy(update={"service": service, "handle": None})
 
     # ------------------------------------------------------------------ topology
     async def get_site(self, shortname: str) -> Site:
@@ -760,17 +814,26 @@ class InfrahubInventory:
     ) -> Implementation:
         handle = view.handle if view is not None else None
         if isinstance(handle, _Read) and handle.branch == branch and handle.node is not None:
-            read = handle
+            left = _Left(handle, view)
         else:
-            read = await self._require(identifier, branch)
-        return await self._apply(identifier, changes, branch, read, view.site if view is not None else None)
+            left = await self._last_or_read(identifier, branch)
+        site = view.site if view is not None else None
+        return await self._apply(identifier, changes, branch, left.read, site, left.view)
 
     async def _apply(
-        self, identifier: str, changes: Changes, branch: str, read: _Read, site: Site | None
+        self,
+        identifier: str,
+        changes: Changes,
+        branch: str,
+        read: _Read,
+        site: Site | None,
+        view: PlanningView | None = None,
     ) -> Implementation:
-        """``apply_changes`` from what ``read`` found; ``site`` (when known) names the pools of
-        reservations an interrupted step left unmade."""
+        """``apply_changes`` from what ``read`` found (and ``view``, the planning view around it, if
+        any); ``site`` (when known) names the pools of reservations an interrupted step left unmade.
+        Leaves the service as its last write document returned it for the next step (``_remember``)."""
         assert read.node is not None
+        self._left.pop((identifier, branch), None)  # this step's write takes what the last one left
         node, records = read.node, read.records
         held = _Held(service_id=str(node["id"]))
         current = to_implementation(node)
@@ -819,12 +882,19 @@ class InfrahubInventory:
                 new_prefix = True
                 first.append(_allocate_prefix(identifier, changes.prefix.pool, changes.prefix.length, held))
 
+        # The service comes back with the last document of the step; not on main, where the kinds a
+        # mutation's answer selects would count as written there (Infrahub's permissions).
+        answering = branch != MAIN
+        answer: dict[str, Any] | None = None
         if first:
+            if answering and _only_releases(changes):  # then nothing is left for a second write
+                first = [*first, _answer(held.service_id)]
             data, errors = await self._send(first, branch)
             if errors:
                 await self._fail(identifier, changes, first, errors)
                 # Only nodes a concurrent party deleted first: what this step wrote stands, read it.
                 return await self._written(identifier, changes, branch, site)
+            answer = _answered(data)
             if new_vlan is not None:
                 created = data["vlan"]["object"]
                 assert changes.vlan is not None
@@ -843,15 +913,26 @@ class InfrahubInventory:
         second = self._configure(
             identifier, changes, branch, node, records, held, l3s, site, new_vlan, new_prefix
         )
-        _, errors = await self._send(second, branch)
-        if errors:
-            errors = await self._recorded_elsewhere(identifier, second, errors, branch)
+        if second:
+            if answering:
+                second = [*second, _answer(held.service_id)]
+            data, errors = await self._send(second, branch)
             if errors:
-                raise GraphQLError(errors=errors)
+                errors, data = await self._recorded_elsewhere(identifier, second, errors, branch)
+                if errors:
+                    raise GraphQLError(errors=errors)
+            answer = _answered(data)
         if first or second:
             self._wrote[(identifier, branch)] = [
                 i for i in (held.vlan_id, held.prefix_id, *held.gateway_ids) if i is not None
             ]
+            if answer is not None:
+                after = replace(read, node=answer, records=_records_after(records, [*first, *second]))
+                self._remember(
+                    identifier, after, _view_after(view, after, [*first, *second]) if view else None
+                )
+        else:  # nothing to write: the branch is as read
+            self._remember(identifier, read, view)
         return self._implementation(current, changes, held)
 
     def _release(
@@ -1018,7 +1099,7 @@ class InfrahubInventory:
 
     async def _recorded_elsewhere(
         self, identifier: str, ops: list[m.Op], errors: list[dict[str, Any]], branch: str
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """A VLAN ID or prefix a pool has just handed out is still recorded for another service.
 
         A record claimed on a branch that no longer exists is void (the branch, and what it took, is
@@ -1026,7 +1107,8 @@ class InfrahubInventory:
         removed and this service's record written again. Otherwise the pools and the reservations
         disagree (a release on a branch by a client that deletes instead of setting aside, under
         review): raised as a domain error, so the step gives back what it took. Returns the errors
-        that are not about records."""
+        that are not about records, and the answer of the records written again (with the service's
+        answer of ``ops``, if any, again after them)."""
         names = {m.name_of(op, i): op for i, op in enumerate(ops)}
         rest: list[dict[str, Any]] = []
         retry: list[m.Op] = []
@@ -1053,10 +1135,11 @@ class InfrahubInventory:
                 f"released on {value(holder, 'released_on')}): a release under review elsewhere; try again once "
                 "it is concluded"
             )
+        data: dict[str, Any] = {}
         if retry:
-            _, again = await self._send(retry, branch)
+            data, again = await self._send([*retry, *(op for op in ops if op.alias == ANSWER)], branch)
             rest += again
-        return rest
+        return rest, data
 
     async def _branch_exists(self, name: str) -> bool:
         return bool((await self._gql(q.BRANCH, {"name": name})).get("Branch"))
@@ -1120,8 +1203,8 @@ class InfrahubInventory:
     async def ensure_gateway(
         self, service: str, *, device: str, vlan: Vlan, address: IPv4Interface, branch: str
     ) -> Gateway:
-        read = await self._require(service, branch)
-        current = to_implementation(read.node or {}).gateway
+        left = await self._last_or_read(service, branch)
+        current = to_implementation(left.read.node or {}).gateway
         wanted = Gateway(
             device=device,
             interface=policy.gateway_interface_name(vlan.vlan_id),
@@ -1131,7 +1214,8 @@ class InfrahubInventory:
         if current == wanted:
             return wanted
         try:
-            gateway = (await self._apply(service, Changes(gateway=device), branch, read, None)).gateway
+            changes = Changes(gateway=device)
+            gateway = (await self._apply(service, changes, branch, left.read, None, left.view)).gateway
         except GraphQLError as error:
             if "uniqueness constraint" not in str(error):
                 raise
@@ -1159,6 +1243,7 @@ class InfrahubInventory:
     async def discard_changes(self, service: str, *, branch: str) -> None:
         if branch == MAIN:
             return
+        self._forget(service, branch)
         read, main = await self._require(service, branch), await self._require(service, MAIN)
         node, records, main_node = read.node, read.records, main.node
         assert node is not None and main_node is not None
@@ -1204,6 +1289,7 @@ class InfrahubInventory:
     async def create_branch(self, name: str) -> None:
         if name == MAIN:
             return
+        self._forget(branch=name)
         errors = await self._branch_task([m.create_branch(name)])
         if [e for e in errors if "already exist" not in str(e.get("message", "")).lower()]:
             raise GraphQLError(errors=errors)
@@ -1462,6 +1548,7 @@ class InfrahubInventory:
         found."""
         if branch in self._finished:
             return
+        self._forget(branch=branch)
         if pending is None:
             pending = await self._gql(q.CHANGE_AND_PENDING, {"branch": branch})
         ops = _pending_ops(pending)
@@ -1554,6 +1641,67 @@ def _service_update(
     return m.update(SERVICE, data) if len(data) > 1 else None
 
 
+def _answer(service_id: str) -> m.Op:
+    """The last mutation of a step's write: an update of the service that changes nothing (no diff, no
+    event) and returns it as ``queries.SERVICE`` reads it, after the document's other mutations ran.
+    Only the id: Infrahub 1.11 answers an update that names an attribute without the service's
+    location, VLAN and prefix (a relationship it did not save is not loaded)."""
+    return m.Op(
+        f"{SERVICE}Update", f"{SERVICE}UpdateInput", {"id": service_id}, q.SERVICE_ANSWER, alias=ANSWER
+    )
+
+
+def _answered(data: dict[str, Any]) -> dict[str, Any] | None:
+    found = (data.get(ANSWER) or {}).get("object")
+    return found if isinstance(found, dict) else None
+
+
+def _only_releases(changes: Changes) -> bool:
+    return all(v is None for v in (changes.vlan, changes.prefix, changes.port, changes.gateway))
+
+
+def _records_after(records: list[dict[str, Any]], ops: Sequence[m.Op]) -> list[dict[str, Any]]:
+    """The service's reservations once ``ops`` (a write's mutations, all of which succeeded) ran on
+    ``records``: as ``queries.SERVICE`` would read them, without the read."""
+    found = {str(r["id"]): r for r in records}
+    for op in ops:
+        key = str(op.data.get("id"))
+        if op.mutation == f"{RESERVATION}Create":
+            found[key] = {"id": key} | {n: op.data.get(n, m.attr(None)) for n in q.RESERVATION_ATTRIBUTES}
+        elif op.mutation == f"{RESERVATION}Update" and key in found:
+            found[key] = found[key] | {n: v for n, v in op.data.items() if n in q.RESERVATION_ATTRIBUTES}
+        elif op.mutation == f"{RESERVATION}Delete":
+            found.pop(key, None)
+    return list(found.values())
+
+
+def _view_after(view: PlanningView, read: _Read, ops: Sequence[m.Op]) -> PlanningView:
+    """``view`` once a write decided from it returned ``read``: the service as returned, and what the
+    write's new reservations took from the site's candidate ports, switch load and pool room (what it
+    gave back shows at the next read)."""
+    assert read.node is not None
+    free, load, room = list(view.free_ports), dict(view.switch_load), dict(view.room)
+    for op in ops if read.complete else ():
+        if op.mutation != f"{RESERVATION}Create":
+            continue
+        kind, pool = value(op.data, "kind"), value(op.data, "pool")
+        if kind == "port":
+            free = [p for p in free if _port_resource(p.id) != value(op.data, "resource")]
+            index = int(value(op.data, "device_index") or 0)
+            load[index] = load.get(index, 0) + 1
+        elif pool in room:
+            room[pool] -= 1 if kind == "vlan" else int(value(op.data, "size") or 0)
+    return view.model_copy(
+        update={
+            "service": to_service(read.node),
+            "free_ports": tuple(free),
+            "switch_load": load,
+            "room": room,
+            "handle": read,
+        }
+    )
+
+
 def _vlan(node: dict[str, Any]) -> Vlan:
     return Vlan(
         vlan_id=int(value(node, "vlan_id")),
@@ -1635,6 +1783,7 @@ def _reserve(
     """Record ``resource`` as held by ``identifier`` for every branch: reservations are
     branch-agnostic and unique, so the create fails if another service holds it."""
     data = {
+        "id": str(uuid.uuid4()),  # chosen here: the service's reservations after a write need no read
         "resource": m.attr(resource),
         "kind": m.attr(kind),
         "service_identifier": m.attr(identifier),

@@ -13,10 +13,8 @@ from allocation import policy
 
 SERVICE_KIND = "ServiceDedicatedInternet"
 RESERVATION_KIND = "ServiceReservation"
-RESERVATION_FIELDS = (
-    "id resource { value } kind { value } service_identifier { value } claimed_on { value } "
-    "released_on { value }"
-)
+RESERVATION_ATTRIBUTES = ("resource", "kind", "service_identifier", "claimed_on", "released_on")
+RESERVATION_FIELDS = "id " + " ".join(f"{name} {{ value }}" for name in RESERVATION_ATTRIBUTES)
 
 # A service with what it holds on the branch the query runs on.
 SERVICE_FIELDS = """
@@ -53,6 +51,10 @@ SERVICE_FIELDS = """
     }
   }
 """
+
+# A mutation's answer with the service as SERVICE reads it: the last mutation of a step's write
+# document, so that the next step starts from it (Infrahub runs a document's mutations in order).
+SERVICE_ANSWER = f"ok object {{ {SERVICE_FIELDS} }}"
 
 
 PROPOSED_CHANGE_FIELDS = """
