@@ -86,6 +86,7 @@ from allocation.backends.infrahub.mapping import (
     peers,
     port_key,
     to_change,
+    to_device,
     to_implementation,
     to_port,
     to_service,
@@ -105,7 +106,6 @@ from allocation.model import (
     MAIN,
     Changes,
     ChangeState,
-    Device,
     Gateway,
     Implementation,
     PlanningView,
@@ -430,14 +430,7 @@ class InfrahubInventory:
         site = Site(
             shortname=shortname,
             name=str(value(site_node, "name")),
-            devices=tuple(
-                Device(
-                    name=str(value(d, "name")),
-                    role=str(value(d, "role")),
-                    index=int(value(d, "index")) if value(d, "index") is not None else None,
-                )
-                for d in devices
-            ),
+            devices=tuple(to_device(d) for d in devices),
             vlan_pool=vlan_pool,
             prefix_pool=prefix_pool,
             l2domain=l2domain,

@@ -9,6 +9,7 @@ from typing import Any
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import (
     ChangeState,
+    Device,
     Gateway,
     Implementation,
     Port,
@@ -75,6 +76,15 @@ def held_vlan(service: dict[str, Any]) -> dict[str, Any] | None:
     if vlan is None or value(vlan, "status") == RELEASED_VLAN_STATUS:
         return None
     return vlan
+
+
+def to_device(node: dict[str, Any]) -> Device:
+    index = value(node, "index")
+    return Device(
+        name=str(value(node, "name")),
+        role=str(value(node, "role")),
+        index=None if index is None else int(index),
+    )
 
 
 def to_port(interface: dict[str, Any]) -> Port:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from allocation import checks, policy, review
-from allocation.backends.infrahub.mapping import nodes, peers, to_service, value
-from allocation.model import Device, Service, Site
+from allocation.backends.infrahub.mapping import nodes, peers, to_device, to_service, value
+from allocation.model import Service, Site
 
 QUERY_NAME = "service_review"
 QUERY_FILE = Path(__file__).parent / "review.gql"
@@ -92,14 +92,7 @@ def facts_of(data: dict[str, Any]) -> checks.Facts:
         sites[shortname] = Site(
             shortname=shortname,
             name=str(value(site, "name")),
-            devices=tuple(
-                Device(
-                    name=str(value(d, "name")),
-                    role=str(value(d, "role")),
-                    index=int(value(d, "index")) if value(d, "index") is not None else None,
-                )
-                for d in peers(site, "devices")
-            ),
+            devices=tuple(to_device(d) for d in peers(site, "devices")),
             vlan_pool=vlan_pool,
             prefix_pool=prefix_pool,
             l2domain=l2domain,
