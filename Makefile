@@ -30,11 +30,6 @@ lint: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not browser and not deployed"
 
-# The exhaustive property runs (random examples, thousands of them) and, with a live Infrahub
-# (INFRAHUB_ADDRESS set), the review pipeline tests: minutes, not part of test-fast or make test.
-test-slow: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider -m slow --run-slow
-
 # Mutation run of the allocation core against the fast unit and contract tests ([tool.mutmut] in
 # pyproject.toml), from scratch each time, then the score per file (scripts/mutation-score).
 mutate: $(STAMP)
@@ -47,9 +42,11 @@ mutate: $(STAMP)
 test: $(STAMP) lint
 	scripts/run-tests
 
-# The long runs left out of `make test` (throughput at K=16 on Infrahub, ...): tests marked `slow`.
+# The long runs left out of `make test`, tests marked `slow`: the exhaustive property runs, the
+# full crash sets, throughput at K=16 and the architect's whole review on Infrahub. Starts the
+# stacks like `make test` (one pytest run after them).
 test-slow: $(STAMP)
-	scripts/run-tests -m slow
+	scripts/run-tests -m slow --run-slow
 
 infrahub-start:
 	python3 scripts/infrahub-stack/stack start
