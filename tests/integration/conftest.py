@@ -19,7 +19,10 @@ from infrahub_sdk.exceptions import GraphQLError
 
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.model import MAIN
+from allocation.results import Outcome
 from allocation.settings import InfrahubSettings
+from allocation.transitions import Transition
+from tests import lifecycle
 
 _RUN = int(time.time()) % 100000
 _COUNTER = itertools.count(1)
@@ -108,6 +111,28 @@ async def merge_in_infrahub(change_id: str, within_seconds: float = 420.0) -> No
                     if "open state" not in str(exc.errors).lower():
                         raise
             await asyncio.sleep(1.0)
+
+
+# Parties that conclude one merged change at the same moment, as the flow's wait, the architect's
+# CLI, reconciliation, an event-triggered resume and the generator can in production.
+PARTIES = 3
+
+
+async def conclude_at_once(
+    inventory: InfrahubInventory, identifier: str, transition: Transition, branch: str
+) -> None:
+    """Conclude a merged change from ``inventory`` and ``PARTIES - 1`` other clients at once: each
+    ends as concluding once does (no NODE_NOT_FOUND, nothing released twice)."""
+    others = [InfrahubInventory.from_settings(InfrahubSettings()) for _ in range(PARTIES - 1)]
+    try:
+        outcomes = await asyncio.gather(
+            *(lifecycle.conclude(identifier, transition, p, branch) for p in (inventory, *others)),
+            return_exceptions=True,
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert outcomes == [Outcome.DONE] * PARTIES, outcomes
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

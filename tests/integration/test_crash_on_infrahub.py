@@ -8,7 +8,8 @@ Every attempt is then closed, so what it took goes back to the pools and the nex
 allocated from the same free resources as the reference: equal implementations, not only equal counts.
 
 CI kills at one point of each (half-allocated, half-released: the states a resume must read right);
-``make test-slow`` (the ``every`` cases, marked slow) kills at every point.
+``make test-slow`` (the ``every`` cases, marked slow) kills at every point. The decommission's two
+merges are each concluded by three clients at once, as production's concluders can.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from allocation.runner import run_transition
 from allocation.transitions import DECOMMISSION, DELIVER, Transition
 from tests import lifecycle
 from tests.integration.conftest import (
+    conclude_at_once,
     held,
     merge_in_infrahub,
     pool_and_port_usage,
@@ -141,7 +143,7 @@ async def test_a_decommission_killed_at_any_step_resumes_to_what_an_unkilled_one
     delivery = await lifecycle.prepare(identifier, DELIVER, infrahub)
     assert delivery is not None
     await merge_in_infrahub(delivery.id)
-    assert await lifecycle.conclude(identifier, DELIVER, infrahub, delivery.branch) is Outcome.DONE
+    await conclude_at_once(infrahub, identifier, DELIVER, delivery.branch)
     active = await lifecycle.get_service(identifier, infrahub)
     holding = await pool_and_port_usage(infrahub, SITE)
     reserved = await _unreleased(identifier)
@@ -165,9 +167,10 @@ async def test_a_decommission_killed_at_any_step_resumes_to_what_an_unkilled_one
             assert await pool_and_port_usage(infrahub, SITE) == holding, f"killed after {after}"
             assert await _unreleased(identifier) == reserved, f"killed after {after}"
 
-    # The last attempt is merged: everything is back in its pool.
+    # The last attempt is merged in Infrahub and concluded by three parties at once: everything is
+    # back in its pool, once.
     await merge_in_infrahub(change)
-    assert await lifecycle.conclude(identifier, DECOMMISSION, infrahub, branch) is Outcome.DONE
+    await conclude_at_once(infrahub, identifier, DECOMMISSION, branch)
     gone = await lifecycle.get_service(identifier, infrahub)
     assert gone.status is ServiceStatus.DECOMMISSIONED and gone.implementation.empty
     assert await _unreleased(identifier) == []

@@ -3,11 +3,13 @@
 What Infrahub holds is checked with plain GraphQL through the SDK's own client, not through the
 backend under test.
 
-In the service's life each merge is made through Infrahub's own API, as an architect does in
-Infrahub's UI (no code of ours has finished the merge when it returns), and three clients then
-conclude it at the same moment, as the flow's wait, the architect's CLI, reconciliation, an
-event-triggered resume and the generator can in production: the end is the same as concluding once
-(no NODE_NOT_FOUND, nothing released twice, nothing leaked).
+In the service's life (``make test-slow``: its two merges are minutes) each merge is made through
+Infrahub's own API, as an architect does in Infrahub's UI (no code of ours has finished the merge when
+it returns), and three clients then conclude it at the same moment, as the flow's wait, the
+architect's CLI, reconciliation, an event-triggered resume and the generator can in production: the
+end is the same as concluding once (no NODE_NOT_FOUND, nothing released twice, nothing leaked).
+``make test`` proves the same race on a delivery and a decommission in the crash test
+(tests/integration/test_crash_on_infrahub.py), and the per-step request counts of a delivery here.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from allocation.steps import Step, Work, allocate_gateway, allocate_port, alloca
 from allocation.steps import begin as begin_step
 from allocation.steps import plan as plan_step
 from tests import lifecycle
-from tests.integration.conftest import held, merge_in_infrahub, requires_infrahub, sdk_query
+from tests.integration.conftest import (
+    conclude_at_once,
+    held,
+    merge_in_infrahub,
+    requires_infrahub,
+    sdk_query,
+)
 from tests.support import request
 
 pytestmark = [pytest.mark.integration, requires_infrahub]
@@ -78,9 +86,6 @@ query Left($vlan: String!, $prefix: String!) {
   IpamPrefix(prefix__value: $prefix) { edges { node { service { node { id } } } } }
 }
 """
-
-
-PARTIES = 3
 
 
 async def counted_run(
@@ -133,16 +138,7 @@ async def approve(
     change, requests = await counted_run(inventory, identifier, transition)
     assert change is not None
     await merge_in_infrahub(change.id)
-    others = [InfrahubInventory.from_settings(InfrahubSettings()) for _ in range(PARTIES - 1)]
-    try:
-        outcomes = await asyncio.gather(
-            *(lifecycle.conclude(identifier, transition, p, change.branch) for p in (inventory, *others)),
-            return_exceptions=True,
-        )
-    finally:
-        for other in others:
-            await other.close()
-    assert outcomes == [lifecycle.Outcome.DONE] * PARTIES, outcomes
+    await conclude_at_once(inventory, identifier, transition, change.branch)
     return change.branch, requests
 
 
@@ -154,6 +150,7 @@ query Left($branches: [String]) {
 """
 
 
+@pytest.mark.slow  # two merges; make test concludes at once in the crash test's decommission
 async def test_a_service_lives_and_dies_on_infrahub(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
