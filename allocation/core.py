@@ -92,7 +92,16 @@ async def plan_service(
 ) -> Plan:
     """Plan for a recorded service as ``branch`` holds it (with a new bandwidth or IP package if
     given): one read, where reading the service and then planning would take two."""
-    view = await inventory.planning_view(identifier, branch)
+    return plan_in(await inventory.planning_view(identifier, branch), identifier, bandwidth, ip_package)
+
+
+def plan_in(
+    view: PlanningView,
+    identifier: str,
+    bandwidth: Bandwidth | None = None,
+    ip_package: IpPackage | None = None,
+) -> Plan:
+    """The plan for the service a planning view shows (with a new bandwidth or IP package if given)."""
     if view.service is None:
         raise UnknownService(identifier)
     return plan_from(desired(view.service, bandwidth, ip_package), view)
@@ -241,8 +250,11 @@ async def _carry_out(
     raise NoPortAvailable(plan.site.shortname, plan.request.bandwidth.mbps)
 
 
-async def allocate_vlan(plan: Plan, inventory: Inventory, branch: str) -> Vlan:
-    vlan = (await _carry_out(plan, inventory, branch, _ONLY["vlan"])).vlan
+async def allocate_vlan(
+    plan: Plan, inventory: Inventory, branch: str, *, view: PlanningView | None = None
+) -> Vlan:
+    """The VLAN step's write; from ``view`` (the plan's, just read on ``branch``) when given."""
+    vlan = (await _carry_out(plan, inventory, branch, _ONLY["vlan"], view)).vlan
     assert vlan is not None
     return vlan
 

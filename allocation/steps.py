@@ -17,7 +17,7 @@ from allocation import attempts, core, review
 from allocation.errors import NotAsReviewed, ServiceConflict, UnknownService
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.inventory import Inventory
-from allocation.model import MAIN, ChangeState, PortAssignment, ProposedChange, Service, Vlan
+from allocation.model import MAIN, ChangeState, PlanningView, PortAssignment, ProposedChange, Service, Vlan
 from allocation.results import Outcome
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ class Work:
     changes: Changes = Changes()
     branch: str | None = None  # set by begin (or given when a suspended run resumes)
     plan: core.Plan | None = None
+    # The planning view the plan was made from: the step after the plan writes from it (a rerun that
+    # finds everything in place reads once), then drops it.
+    view: PlanningView | None = field(default=None, repr=False, compare=False)
     vlan: Vlan | None = None
     prefix: IPv4Network | None = None
     port: PortAssignment | None = None
@@ -232,12 +235,14 @@ async def give_back(work: Work) -> Work:
 # ---------------------------------------------------------------------- allocation steps
 @step("plan")
 async def plan(work: Work) -> Work:
-    return replace(work, plan=await core.plan_service(work.identifier, work.inventory, work.on_branch))
+    view = await work.inventory.planning_view(work.identifier, work.on_branch)
+    return replace(work, plan=core.plan_in(view, work.identifier), view=view)
 
 
 @step("allocate VLAN")
 async def allocate_vlan(work: Work) -> Work:
-    return replace(work, vlan=await core.allocate_vlan(work.planned, work.inventory, work.on_branch))
+    vlan = await core.allocate_vlan(work.planned, work.inventory, work.on_branch, view=work.view)
+    return replace(work, vlan=vlan, view=None)
 
 
 @step("allocate prefix")

@@ -308,6 +308,14 @@ async def test_each_step_starts_from_what_the_last_write_returned_as_infrahub_ho
         work = await runner.run(Work(identifier, lifecycle.DELIVER, infrahub), execute=counting_and_comparing)
         assert requests == DELIVERY_REQUESTS
         assert work.change is not None
+
+        # The steps once more, as a retried task would: everything is in place, and only the plan reads.
+        before = infrahub.round_trips
+        again = dataclasses.replace(work, change=None)
+        for step in lifecycle.DELIVER.steps:
+            again = await step(again)
+        assert infrahub.round_trips - before == 1
+        assert (again.vlan, again.prefix, again.port) == (work.vlan, work.prefix, work.port)
         delivered = (await lifecycle.get_service(identifier, other, work.on_branch)).implementation
         assert delivered.complete and delivered.port == work.port and delivered.vlan == work.vlan
         await infrahub.close_proposed_change(work.change.id)
