@@ -7,7 +7,8 @@ whose on-review runs resume exactly those deliveries, with nobody running reconc
 service is active on main in Infrahub; the closed one is back to draft and holds nothing.
 
 The delivered service stays active (a decommission would cost one more merge, minutes on this
-machine; the flows' own Infrahub test decommissions).
+machine; the flows' own Infrahub test decommissions under ``make test-slow``, and ``make test``
+decommissions on Infrahub in the crash test).
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ The flows run under a Prefect test harness with ``FACTORY_BACKEND=infrahub``: th
 allocates on its branch and opens a proposed change, an architect merges it through Infrahub's API,
 and the decommission flow gives everything back the same way. What Infrahub holds is read with
 Infrahub's own GraphQL through a plain SDK client. Each merge runs as an Infrahub task (30-50 s on
-the CI machine), so this module merges exactly twice.
+the CI machine), so this module merges exactly twice, under ``make test-slow``. ``make test`` runs
+the deliver flow on Infrahub in the shape it is used (tests/deployed/test_lifecycle_on_infrahub.py:
+a Prefect server, a worker, Infrahub's webhooks) and a decommission on Infrahub through the same
+runner the flows wrap (tests/integration/test_crash_on_infrahub.py); every flow runs under the
+harness on the embedded inventory (tests/flows).
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ async def port_on_main(device: str, name: str) -> dict[str, Any]:
     return node
 
 
+@pytest.mark.slow  # two merges; make test runs the deliver flow on Infrahub in the deployed shape
 async def test_a_service_lives_and_dies_through_the_flows(
     on_infrahub: None, infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
