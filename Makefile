@@ -37,9 +37,10 @@ mutate: $(STAMP)
 	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run > mutants.log 2>&1 || (tail -c 3000 mutants.log; exit 1)
 	$(BIN)/python scripts/mutation-score
 
-# Lint, then every layer, integration and deployed included: scripts/run-tests starts (and
-# afterwards stops) the native Infrahub stack and the PostgreSQL Prefect stack unless running.
-test: $(STAMP) lint
+# Lint and every layer, integration and deployed included: scripts/run-tests starts (and afterwards
+# stops) the native Infrahub stack and the PostgreSQL Prefect stack unless running, and runs
+# `make lint` (which installs .venv) while the Infrahub stack starts.
+test:
 	scripts/run-tests
 
 # The long runs left out of `make test`, tests marked `slow`: the exhaustive property runs, the
