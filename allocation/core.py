@@ -24,7 +24,7 @@ from allocation.errors import (
     ServiceConflict,
     UnknownService,
 )
-from allocation.intent import Bandwidth, IpPackage, ServiceRequest
+from allocation.intent import ServiceRequest
 from allocation.inventory import Inventory
 from allocation.model import (
     MAIN,
@@ -38,7 +38,6 @@ from allocation.model import (
     PortAssignment,
     PrefixRequest,
     Role,
-    Service,
     Site,
     Vlan,
     VlanRequest,
@@ -82,35 +81,12 @@ async def plan(request: ServiceRequest, inventory: Inventory, branch: str = MAIN
     return plan_from(request, view)
 
 
-async def plan_service(
-    identifier: str,
-    inventory: Inventory,
-    branch: str = MAIN,
-    *,
-    bandwidth: Bandwidth | None = None,
-    ip_package: IpPackage | None = None,
-) -> Plan:
-    """Plan for a recorded service as ``branch`` holds it (with a new bandwidth or IP package if
-    given): one read, where reading the service and then planning would take two."""
-    return plan_in(await inventory.planning_view(identifier, branch), identifier, bandwidth, ip_package)
-
-
-def plan_in(
-    view: PlanningView,
-    identifier: str,
-    bandwidth: Bandwidth | None = None,
-    ip_package: IpPackage | None = None,
-) -> Plan:
-    """The plan for the service a planning view shows (with a new bandwidth or IP package if given)."""
+def plan_in(view: PlanningView, identifier: str) -> Plan:
+    """The plan for the service a planning view shows, as its branch holds it (a modify's new
+    bandwidth or package is written there by begin)."""
     if view.service is None:
         raise UnknownService(identifier)
-    return plan_from(desired(view.service, bandwidth, ip_package), view)
-
-
-def desired(service: Service, bandwidth: Bandwidth | None, ip_package: IpPackage | None) -> ServiceRequest:
-    return service.as_request().model_copy(
-        update={"bandwidth": bandwidth or service.bandwidth, "ip_package": ip_package or service.ip_package}
-    )
+    return plan_from(view.service.as_request(), view)
 
 
 def plan_from(request: ServiceRequest, view: PlanningView) -> Plan:
