@@ -43,6 +43,10 @@ from allocation.model import (
     VlanRequest,
 )
 
+# What each allocation step writes: what the site's pools and ports give, then the gateway built on it.
+TAKEN: tuple[Role, ...] = ("vlan", "prefix", "port")
+BUILT: tuple[Role, ...] = ("gateway",)
+
 # How often a port is re-chosen when concurrent requests keep winning the race for it.
 PORT_CLAIM_ATTEMPTS = 16
 
@@ -199,9 +203,6 @@ def changes_for(plan: Plan, view: PlanningView, roles: Collection[Role] = ROLES)
     return Changes(release=frozenset(release), **update)
 
 
-_ONLY: dict[Role, tuple[Role]] = {role: (role,) for role in ROLES}
-
-
 async def _carry_out(
     plan: Plan,
     inventory: Inventory,
@@ -226,31 +227,23 @@ async def _carry_out(
     raise NoPortAvailable(plan.site.shortname, plan.request.bandwidth.mbps)
 
 
-async def allocate_vlan(
+async def allocate_resources(
     plan: Plan, inventory: Inventory, branch: str, *, view: PlanningView | None = None
-) -> Vlan:
-    """The VLAN step's write; from ``view`` (the plan's, just read on ``branch``) when given."""
-    vlan = (await _carry_out(plan, inventory, branch, _ONLY["vlan"], view)).vlan
-    assert vlan is not None
-    return vlan
-
-
-async def allocate_prefix(plan: Plan, inventory: Inventory, branch: str, vlan: Vlan) -> IPv4Network:
-    prefix = (await _carry_out(plan, inventory, branch, _ONLY["prefix"])).prefix
-    assert prefix is not None
-    return prefix
-
-
-async def allocate_port(plan: Plan, inventory: Inventory, branch: str, vlan: Vlan) -> PortAssignment:
-    port = (await _carry_out(plan, inventory, branch, _ONLY["port"])).port
-    assert port is not None
-    return port
+) -> Implementation:
+    """What the service takes from the site: its VLAN ID and prefix from the pools, its port claimed
+    and configured for the VLAN. One step, so that what Infrahub's pools choose is recorded in the
+    step's second write (two writes in all); from ``view`` (the plan's, just read on ``branch``)
+    when given."""
+    implementation = await _carry_out(plan, inventory, branch, TAKEN, view)
+    assert implementation.vlan is not None and implementation.prefix is not None
+    assert implementation.port is not None
+    return implementation
 
 
 async def allocate_gateway(
     plan: Plan, inventory: Inventory, branch: str, vlan: Vlan, prefix: IPv4Network, port: PortAssignment
 ) -> Gateway:
-    gateway = (await _carry_out(plan, inventory, branch, _ONLY["gateway"])).gateway
+    gateway = (await _carry_out(plan, inventory, branch, BUILT)).gateway
     assert gateway is not None
     return gateway
 

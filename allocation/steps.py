@@ -83,7 +83,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Steps:
-    """An ordered list of steps, written ``plan >> allocate_vlan >> ...``."""
+    """An ordered list of steps, written ``plan >> allocate_resources >> ...``."""
 
     steps: tuple[Step, ...] = ()
 
@@ -239,23 +239,12 @@ async def plan(work: Work) -> Work:
     return replace(work, plan=core.plan_in(view, work.identifier), view=view)
 
 
-@step("allocate VLAN")
-async def allocate_vlan(work: Work) -> Work:
-    vlan = await core.allocate_vlan(work.planned, work.inventory, work.on_branch, view=work.view)
-    return replace(work, vlan=vlan, view=None)
-
-
-@step("allocate prefix")
-async def allocate_prefix(work: Work) -> Work:
-    vlan = _need(work.vlan, "VLAN", work)
-    prefix = await core.allocate_prefix(work.planned, work.inventory, work.on_branch, vlan)
-    return replace(work, prefix=prefix)
-
-
-@step("allocate port")
-async def allocate_port(work: Work) -> Work:
-    vlan = _need(work.vlan, "VLAN", work)
-    return replace(work, port=await core.allocate_port(work.planned, work.inventory, work.on_branch, vlan))
+@step("allocate VLAN, prefix and port")
+async def allocate_resources(work: Work) -> Work:
+    """The VLAN ID and the prefix from the site's pools, the port claimed and set to the VLAN: what
+    the service takes from the site and no other service may hold."""
+    taken = await core.allocate_resources(work.planned, work.inventory, work.on_branch, view=work.view)
+    return replace(work, vlan=taken.vlan, prefix=taken.prefix, port=taken.port, view=None)
 
 
 @step("allocate gateway")

@@ -35,9 +35,7 @@ from allocation.steps import (
     Step,
     Steps,
     allocate_gateway,
-    allocate_port,
-    allocate_prefix,
-    allocate_vlan,
+    allocate_resources,
     give_back,
     plan,
     release_gateway,
@@ -68,7 +66,7 @@ DELIVER = Transition(
     starts_from=ServiceStatus.DRAFT,
     during=ServiceStatus.IN_DELIVERY,
     target=ServiceStatus.ACTIVE,
-    steps=plan >> allocate_vlan >> allocate_prefix >> allocate_port >> allocate_gateway,
+    steps=plan >> allocate_resources >> allocate_gateway,
     compensation=give_back,
     summary="Allocate VLAN, prefix, port and gateway on the service's branch; active once merged.",
 )
@@ -80,7 +78,7 @@ MODIFY = Transition(
     target=ServiceStatus.ACTIVE,
     # The same steps as delivery: each keeps what still fits (a port fast enough, a prefix of the
     # package's size) and replaces the rest; what is replaced returns to its pool with the merge.
-    steps=plan >> allocate_vlan >> allocate_prefix >> allocate_port >> allocate_gateway,
+    steps=plan >> allocate_resources >> allocate_gateway,
     compensation=give_back,
     summary="A new bandwidth or IP package for an active service, through a reviewed change.",
 )

@@ -48,7 +48,7 @@ KILLED = 17
 SITE = "ams01"
 # begin, the declared steps, mark target status, open proposed change (conclude would be next).
 ALL_POINTS = {t.name: list(range(1, 4 + len(t.steps))) for t in (DELIVER, DECOMMISSION)}
-SAMPLED = {"deliver": [4], "decommission": [3]}  # half-allocated; half-released
+SAMPLED = {"deliver": [3], "decommission": [3]}  # allocated, no gateway yet; half-released
 
 
 async def _kill_after(transition: Transition, identifier: str, after: int) -> None:

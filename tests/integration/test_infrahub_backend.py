@@ -33,7 +33,7 @@ from allocation.errors import InventoryUnavailable, PortTaken, ServiceConflict, 
 from allocation.intent import Bandwidth, IpPackage, ServiceStatus
 from allocation.model import MAIN, ProposedChange
 from allocation.settings import InfrahubSettings
-from allocation.steps import Step, Work, allocate_gateway, allocate_port, allocate_prefix, allocate_vlan
+from allocation.steps import Step, Work, allocate_gateway, allocate_resources
 from allocation.steps import begin as begin_step
 from allocation.steps import plan as plan_step
 from tests import lifecycle
@@ -110,9 +110,7 @@ async def counted_run(
 DELIVERY_REQUESTS = {
     "begin": 2,
     "plan": 0,
-    "allocate VLAN": 2,
-    "allocate prefix": 2,
-    "allocate port": 2,
+    "allocate VLAN, prefix and port": 2,
     "allocate gateway": 1,
     "mark target status": 1,
     "open proposed change": 2,
@@ -331,17 +329,18 @@ async def test_each_step_starts_from_what_the_last_write_returned_as_infrahub_ho
 async def test_a_step_after_another_clients_write_still_ends_right(
     infrahub: InfrahubInventory, new_id: Callable[[], str]
 ) -> None:
-    """Between two steps of a delivery, another client takes the port the delivery's next step starts
-    from: that step's claim is refused, it reads Infrahub and takes another port."""
+    """Between the plan and the allocation, another client takes the port the plan chose: the
+    allocation's claim is refused, it reads Infrahub once and takes another port; the VLAN and prefix
+    its refused write took stay the service's, recorded once."""
     identifier, rival = new_id(), new_id()
     await lifecycle.request_service(request(identifier, site=SITE), infrahub)
     other = InfrahubInventory.from_settings(InfrahubSettings())
     rival_branch = policy.branch_name(rival, "deliver")
     work = Work(identifier, lifecycle.DELIVER, infrahub)
     try:
-        for step in (begin_step, plan_step, allocate_vlan, allocate_prefix):
+        for step in (begin_step, plan_step):
             work = await step(work)
-        wanted = work.planned.port  # what the next step's remembered view offers
+        wanted = work.planned.port  # what the plan's view, handed to the next step, offers
 
         await other.create_service(request(rival, site=SITE))
         await other.create_branch(rival_branch)
@@ -352,7 +351,7 @@ async def test_a_step_after_another_clients_write_still_ends_right(
         await other.claim_port(rival, port=wanted, vlan=vlan, branch=rival_branch)
 
         before = infrahub.operations
-        work = await allocate_port(work)
+        work = await allocate_resources(work)
         assert work.port is not None and work.port.port.id != wanted.id
         read_again = {k: v - before.get(k, 0) for k, v in infrahub.operations.items()}
         assert read_again.get("query View") == 1  # after the refused claim: Infrahub, not memory
@@ -361,6 +360,14 @@ async def test_a_step_after_another_clients_write_still_ends_right(
         mine, theirs = await held(identifier), await held(rival)
         assert f"port:{work.port.port.id}" in mine and f"port:{wanted.id}" not in mine
         assert f"port:{wanted.id}" in theirs
+        assert work.vlan is not None and work.prefix is not None
+        assert sorted(mine) == sorted(
+            [
+                f"port:{work.port.port.id}",
+                f"prefix:{work.prefix}",
+                f"vlan:{work.vlan.l2domain}:{work.vlan.vlan_id}",
+            ]
+        )
         delivered = (await lifecycle.get_service(identifier, other, work.on_branch)).implementation
         assert delivered.complete and delivered.port == work.port
     finally:

@@ -326,9 +326,8 @@ async def test_a_site_without_its_edge_router_is_a_domain_error(inventory: Embed
 
 async def test_steps_on_a_service_that_does_not_exist_say_so(inventory: EmbeddedInventory) -> None:
     plan = await core.plan(request("DIA-0404"), inventory)
-    vlan = Vlan(vlan_id=1000, name="vlan__DIA-0404", l2domain="default")
     with pytest.raises(AllocationError, match="no service 'DIA-0404'"):
-        await core.allocate_prefix(plan, inventory, MAIN, vlan)
+        await core.allocate_resources(plan, inventory, MAIN)
 
 
 # ------------------------------------------------------------------ what a request may say
