@@ -135,17 +135,6 @@ async def conclude_at_once(
     assert outcomes == [Outcome.DONE] * PARTIES, outcomes
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` (minutes of Infrahub merges each) run only when asked for: ``make test-slow``
-    (``-m slow``) or ``RUN_SLOW=1``; ``make test`` and CI leave them out."""
-    if "slow" in str(config.getoption("-m") or "") or os.environ.get("RUN_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow: run with `make test-slow` (pytest -m slow) or RUN_SLOW=1")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session", autouse=True)
 async def _forget_this_runs_branches() -> AsyncIterator[None]:
     """At the end, the branches this run left open (rejected deliveries keep theirs by design, the
