@@ -103,7 +103,7 @@ def plan_from(request: ServiceRequest, view: PlanningView) -> Plan:
 
     if current.vlan is not None:
         steps.append(PlannedStep(role="vlan", action=Action.KEEP, detail=f"VLAN {current.vlan.vlan_id}"))
-    elif view.room.get(site.vlan_pool, 0) >= 1:
+    elif view.room is None or view.room.get(site.vlan_pool, 0) >= 1:
         steps.append(
             PlannedStep(role="vlan", action=Action.ALLOCATE, detail=f"next ID from {site.vlan_pool!r}")
         )
@@ -112,7 +112,7 @@ def plan_from(request: ServiceRequest, view: PlanningView) -> Plan:
 
     if current.prefix is not None and current.prefix.prefixlen == length:
         steps.append(PlannedStep(role="prefix", action=Action.KEEP, detail=str(current.prefix)))
-    elif view.room.get(site.prefix_pool, 0) >= 2 ** (32 - length):
+    elif view.room is None or view.room.get(site.prefix_pool, 0) >= 2 ** (32 - length):
         action = Action.ALLOCATE if current.prefix is None else Action.REPLACE
         steps.append(
             PlannedStep(role="prefix", action=action, detail=f"next /{length} from {site.prefix_pool!r}")
@@ -288,15 +288,16 @@ async def implement(
     identifier: str, inventory: Inventory, branch: str, *, view: PlanningView | None = None
 ) -> Implementation:
     """Plan and apply for a recorded service as ``branch`` holds it, in as few requests as possible:
-    none when ``view`` (read already, as a generator's query is) shows everything in place; else one
-    read and the writes."""
+    none when ``view`` (read already, as a generator's query is) shows everything in place; else the
+    writes, after a read only when ``view`` lacks what an allocation decides from."""
     if view is not None and view.service is not None and in_place(view.service.as_request(), view):
         return view.current
-    site = view.site.shortname if view is not None else None
-    full = await inventory.planning_view(identifier, branch, site=site)
-    if full.service is None:
+    if view is None or not view.allocating:
+        site = view.site.shortname if view is not None else None
+        view = await inventory.planning_view(identifier, branch, site=site)
+    if view.service is None:
         raise UnknownService(identifier)
-    return await apply(plan_from(full.service.as_request(), full), inventory, branch, view=full)
+    return await apply(plan_from(view.service.as_request(), view), inventory, branch, view=view)
 
 
 async def release(identifier: str, inventory: Inventory, branch: str) -> None:

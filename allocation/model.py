@@ -149,7 +149,8 @@ class PlanningView(_Frozen):
     and speed, for every speed (the policy filters by bandwidth); ports another service holds on any
     branch are not free, a port this service claimed is. ``switch_load`` counts the customer ports
     held per core switch index, ``room`` what each of the site's pools has left (VLAN IDs, or
-    addresses of a prefix pool), ``changes`` the proposed changes of every branch of the service
+    addresses of a prefix pool; None when not counted: the pools answer when asked), ``allocating``
+    whether the view holds what an allocation decides from (candidate ports and load), ``changes`` the proposed changes of every branch of the service
     (any transition, any attempt), oldest first.
 
     ``handle`` is the backend's own record of what it read, so that a write decided from this view
@@ -160,7 +161,8 @@ class PlanningView(_Frozen):
     site: Site
     free_ports: tuple[Port, ...] = ()
     switch_load: Mapping[int, int] = Field(default_factory=dict)
-    room: Mapping[str, int] = Field(default_factory=dict)
+    room: Mapping[str, int] | None = None
+    allocating: bool = False
     changes: tuple[ProposedChange, ...] = ()
     handle: Any = Field(default=None, exclude=True, repr=False)
 

@@ -1,9 +1,12 @@
 """Requests of one generator run, counted by a proxy in front of Infrahub, as the issue counted the
 original demo's generator (22 requests: 12 reads, 9 writes, 1 schema read).
 
-Runs ``infrahubctl generator dedicated_internet --branch B service_identifier=ID`` from the repository
+Runs ``infrahubctl generator dedicated_internet --branch B service_identifier=ID site=S`` from the repository
 root with ``INFRAHUB_ADDRESS`` pointing at a small counting proxy, for a draft service on a branch of
-its own: once to implement it, once more (everything in place). Then gives back what it took.
+its own: once to implement it, once more (everything in place). Then, for another draft service, the
+generator as Infrahub's worker runs it in a proposed change's pipeline: the generator class called
+in-process through an SDK client of its own, with the query's answer and the definition's parameters,
+without infrahubctl's own schema read. Then gives back what it took.
 
     python -m bench.generator_roundtrips
 """
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from infrahub_sdk import Config, InfrahubClient
+from infrahub_sdk.node import InfrahubNode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,9 +37,11 @@ from allocation import intake
 from allocation.backends.infrahub import InfrahubInventory
 from allocation.intent import Bandwidth, IpPackage, ServiceRequest
 from allocation.settings import InfrahubSettings
+from generators.dedicated_internet import QUERY_FILE, DedicatedInternetGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRAHUBCTL = Path(sys.executable).parent / "infrahubctl"
+SITE = "par01"
 OPERATION = re.compile(r"^\s*(query|mutation)\b")
 
 
@@ -116,6 +123,7 @@ async def run_generator(proxy: CountingProxy, branch: str, identifier: str) -> s
         "--branch",
         branch,
         f"service_identifier={identifier}",
+        f"site={SITE}",  # the parameters Infrahub's pipeline passes (.infrahub.yml)
         cwd=ROOT,
         env={**os.environ, "INFRAHUB_ADDRESS": proxy.address, "COLUMNS": "250"},
         stdout=asyncio.subprocess.PIPE,
@@ -127,32 +135,63 @@ async def run_generator(proxy: CountingProxy, branch: str, identifier: str) -> s
     return out.decode()
 
 
+async def run_as_infrahub_does(proxy: CountingProxy, branch: str, identifier: str) -> None:
+    """What Infrahub's worker does for one target: run the definition's query with the target's
+    parameters, then the generator class with its answer (``InfrahubGenerator.run``). The query is sent
+    from the local file: the registered repository's copy may be older than this checkout."""
+    params = {"service_identifier": identifier, "site": SITE}
+    client = InfrahubClient(
+        config=Config(address=proxy.address, api_token=os.environ.get("INFRAHUB_API_TOKEN"), timeout=300)
+    )
+    data = await client.execute_graphql(query=QUERY_FILE.read_text(), variables=params, branch_name=branch)
+    generator = DedicatedInternetGenerator(
+        query="dedicated_internet",
+        client=client,
+        infrahub_node=InfrahubNode,
+        branch=branch,
+        params=params,
+        execute_in_proposed_change=True,
+        execute_after_merge=False,
+    )
+    await generator.run(identifier="dedicated_internet", data=data)
+
+
 async def main() -> dict[str, dict[str, int]]:
     inventory = InfrahubInventory.from_settings(InfrahubSettings())
-    identifier = f"GR{int(time.time()) % 100000}-0001"
+    stamp = int(time.time()) % 100000
+    identifier, other = f"GR{stamp}-0001", f"GR{stamp}-0002"
     branch = f"gen-{identifier.lower()}"
     figures: dict[str, dict[str, int]] = {}
     try:
-        await intake.record(
-            ServiceRequest(
-                service_identifier=identifier,
-                account_reference="ACC-GEN",
-                site="par01",
-                bandwidth=Bandwidth.G1,
-                ip_package=IpPackage.SMALL,
-            ),
-            inventory,
-        )
+        for service in (identifier, other):
+            await intake.record(
+                ServiceRequest(
+                    service_identifier=service,
+                    account_reference="ACC-GEN",
+                    site=SITE,
+                    bandwidth=Bandwidth.G1,
+                    ip_package=IpPackage.SMALL,
+                ),
+                inventory,
+            )
         await inventory.create_branch(branch)
         with CountingProxy(inventory.address) as proxy:
             for name in ("implements the service", "finds everything in place"):
                 output = await run_generator(proxy, branch, identifier)
                 counted = proxy.take()
                 figures[name] = dict(counted) | {"total": sum(counted.values())}
-                print(f"generator run that {name}: {figures[name]}")
+                print(f"infrahubctl: generator run that {name}: {figures[name]}")
                 print("   ", output.strip().splitlines()[-1][:200] if output.strip() else "")
+            name = "implements a service as Infrahub's worker runs it"
+            await run_as_infrahub_does(proxy, branch, other)
+            counted = proxy.take()
+            figures[name] = dict(counted) | {"total": sum(counted.values())}
+            print(f"in-process: generator run that {name}: {figures[name]}")
+        implemented = await inventory.get_service(other, branch)
+        assert implemented is not None and implemented.implementation.complete, implemented
     finally:
-        await inventory.discard_changes(identifier, branch=branch)
+        for service in (identifier, other):
+            await inventory.discard_changes(service, branch=branch)
         await inventory._gql(  # the bench's own branch
             "mutation($n: String!) { BranchDelete(data: {name: $n}, wait_until_completion: false) { ok } }",
             {"n": branch},

@@ -7,16 +7,21 @@ service implemented by the generator and one implemented by the flows are the sa
 blog's generator it chooses ports by policy, never sets the status (the lifecycle does, and only the
 merge makes a service active on main), and never allocates on main.
 
-Requests: the generator's query (run by Infrahub before ``generate``) is the first read of the step
-(``queries.generator_query``), so a run that finds everything in place sends nothing more; one that
-allocates reads the site's reservations and pool room once and writes twice. Every request goes
-through ``self.client``, inside the SDK's tracking: the objects a run creates (VLAN, prefix, gateway
+Requests: the generator's query (run by Infrahub before ``generate``, with the service's site as a
+parameter) is the read of the step (``queries.generator_query``): the service, what it holds, its
+site's free ports and the port claims there. A run that finds everything in place sends nothing
+more; one that allocates writes twice (what the pools choose and the port's claim, then their
+records, the port's configuration and the gateway). The pools' room is not counted first: a pool
+with nothing left says so, and what the run took is given back. Every request goes through
+``self.client``, inside the SDK's tracking: the objects a run creates (VLAN, prefix, gateway
 interface and address) are recorded in the generator's group (``CoreGeneratorAwareGroup``, as the
 definition does not run after merges), so Infrahub knows which objects the generator made. A run that
 writes nothing records nothing (the objects are the flows' if the flows made them). Counted through
-``infrahubctl`` (``bench/generator_roundtrips.py``): 6 requests for a run that implements a service
-(the query, one read, two writes, the group, and infrahubctl's schema read), 2 for a run that finds
-everything in place (the query and the schema read); Infrahub's own worker sends no schema read.
+``infrahubctl`` (``bench/generator_roundtrips.py``): 5 requests for a run that implements a service
+(the query, two writes, the group, and infrahubctl's schema read), 2 for a run that finds everything
+in place (the query and the schema read). Run in-process as Infrahub's worker runs it, also 5: the
+query, two writes, and the group's upsert with the schema read it needs (the SDK's tracking client
+starts with no schema).
 
 ``protocols.py`` (``infrahubctl protocols --schemas schemas --out generators/protocols.py``) gives the
 kinds this module reads their names and types; nodes are not loaded as SDK objects, which would cost

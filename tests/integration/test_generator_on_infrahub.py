@@ -63,8 +63,10 @@ query Groups($vlan: ID!) {
 """
 
 
-async def run_generator(branch: str, identifier: str) -> str:
-    """``infrahubctl generator`` as a user runs it from the repository root; returns its output."""
+async def run_generator(branch: str, identifier: str, site: str | None = None) -> str:
+    """``infrahubctl generator`` as a user runs it from the repository root; returns its output. With
+    ``site``, the parameters Infrahub's pipeline passes; without, a hand-run's (every site's port
+    claims are read)."""
     process = await asyncio.create_subprocess_exec(
         str(INFRAHUBCTL),
         "generator",
@@ -72,6 +74,7 @@ async def run_generator(branch: str, identifier: str) -> str:
         "--branch",
         branch,
         f"service_identifier={identifier}",
+        *([f"site={site}"] if site else []),
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "250"},
         stdout=asyncio.subprocess.PIPE,
@@ -106,7 +109,7 @@ async def test_the_generator_implements_what_the_plan_predicts(
         assert "never on main" in output, output
         assert await held(identifier) == {}
 
-        output = await run_generator(branch, identifier)
+        output = await run_generator(branch, identifier, site=SITE)  # as Infrahub's pipeline runs it
         print(output)
         impl = (await lifecycle.get_service(identifier, infrahub, branch)).implementation
         assert impl.complete
@@ -148,7 +151,8 @@ async def test_the_generator_implements_what_the_plan_predicts(
             gateway["ip_addresses"]["edges"][0]["node"]["id"],
         }
 
-        # Again: nothing written (every attribute keeps its last change time), nothing allocated.
+        # Again, as by hand (no site: every site's claims): nothing written (every attribute keeps its
+        # last change time), nothing allocated.
         await run_generator(branch, identifier)
         assert (await lifecycle.get_service(identifier, infrahub, branch)).implementation == impl
         assert await branch_view(identifier, branch) == view

@@ -370,6 +370,7 @@ class EmbeddedInventory:
             free_ports=tuple(await self.free_ports(site, 0)),
             switch_load=await self.switch_load(site),
             room=pools.room(self._db, [found.vlan_pool, found.prefix_pool]),
+            allocating=True,
             changes=changes,
         )
 

@@ -386,8 +386,9 @@ class InfrahubInventory:
         return self._view(identifier, branch, site_node, service_node, records, data, allocating)
 
     def view_from(self, data: dict[str, Any], identifier: str, branch: str) -> PlanningView:
-        """The planning view (without candidate ports, load and room) in the answer to the generator's
-        query (``queries.generator_query``), which Infrahub ran already: no request."""
+        """The planning view in the answer to the generator's query (``queries.generator_query``),
+        which Infrahub ran already: no request. It holds the candidate ports and load (from the port
+        claims at the service's site), not the pools' room."""
         found = [n for n in nodes(data, SERVICE) if value(n, "service_identifier") == identifier]
         if not found:
             raise UnknownService(identifier)
@@ -395,7 +396,9 @@ class InfrahubInventory:
         if site_node is None:
             raise UnknownSite("", [])
         self._site_of[identifier] = str(value(site_node, "shortname"))
-        return self._view(identifier, branch, site_node, found[0], nodes(data, "own"), data, False)
+        return self._view(
+            identifier, branch, site_node, found[0], nodes(data, "own"), data, True, counted=False
+        )
 
     def written_nodes(self, identifier: str, branch: str) -> list[str]:
         """Ids of the objects (VLAN, prefix, gateway interface and address) the service held on
@@ -420,7 +423,11 @@ class InfrahubInventory:
         records: list[dict[str, Any]],
         data: dict[str, Any],
         allocating: bool,
+        *,
+        counted: bool = True,
     ) -> PlanningView:
+        """``counted``: ``data`` counts what the site's pools hold; otherwise the view's room is
+        unknown (None)."""
         shortname = str(value(site_node, "shortname"))
         numbers = {str(value(p, "name")): p for p in nodes(data, "CoreNumberPool")}
         prefixes = {str(value(p, "name")): p for p in nodes(data, "CoreIPPrefixPool")}
@@ -453,13 +460,10 @@ class InfrahubInventory:
             return PlanningView(service=service, site=site, changes=changes, handle=handle)
         # Ports another service holds on any branch are not free; a port this service claimed and has
         # not configured yet (an interrupted step) is free for it.
-        others = {
-            str(value(r, "resource"))
-            for r in nodes(data, "held")
-            if value(r, "service_identifier") != identifier
-        }
+        claims = [r for r in nodes(data, "held") if value(r, "site") in (None, shortname)]
+        others = {str(value(r, "resource")) for r in claims if value(r, "service_identifier") != identifier}
         load: dict[int, int] = {}
-        for record in nodes(data, "held"):
+        for record in claims:
             index = int(value(record, "device_index") or 0)
             load[index] = load.get(index, 0) + 1
         first: dict[tuple[str, int], Port] = {}
@@ -483,6 +487,17 @@ class InfrahubInventory:
                 current = first.get((name, port.speed_mbps))
                 if current is None or policy.natural_key(port.name) < policy.natural_key(current.name):
                     first[(name, port.speed_mbps)] = port
+        free_ports = tuple(sorted(first.values(), key=lambda p: (p.device, p.speed_mbps)))
+        if not counted:
+            return PlanningView(
+                service=service,
+                site=site,
+                free_ports=free_ports,
+                switch_load=load,
+                allocating=True,
+                changes=changes,
+                handle=handle,
+            )
         room: dict[str, int] = {}
         for where, pool in (("site", f"{policy.VLAN_POOL} {shortname}"), ("global", policy.VLAN_POOL)):
             if pool in numbers:
@@ -501,9 +516,10 @@ class InfrahubInventory:
         return PlanningView(
             service=service,
             site=site,
-            free_ports=tuple(sorted(first.values(), key=lambda p: (p.device, p.speed_mbps))),
+            free_ports=free_ports,
             switch_load=load,
             room=room,
+            allocating=True,
             changes=changes,
             handle=handle,
         )
@@ -1673,7 +1689,8 @@ def _view_after(view: PlanningView, read: _Read, ops: Sequence[m.Op]) -> Plannin
     write's new reservations took from the site's candidate ports, switch load and pool room (what it
     gave back shows at the next read)."""
     assert read.node is not None
-    free, load, room = list(view.free_ports), dict(view.switch_load), dict(view.room)
+    free, load = list(view.free_ports), dict(view.switch_load)
+    room = dict(view.room) if view.room is not None else None
     for op in ops if read.complete else ():
         if op.mutation != f"{RESERVATION}Create":
             continue
@@ -1682,7 +1699,7 @@ def _view_after(view: PlanningView, read: _Read, ops: Sequence[m.Op]) -> Plannin
             free = [p for p in free if _port_resource(p.id) != value(op.data, "resource")]
             index = int(value(op.data, "device_index") or 0)
             load[index] = load.get(index, 0) + 1
-        elif pool in room:
+        elif room is not None and pool in room:
             room[pool] -= 1 if kind == "vlan" else int(value(op.data, "size") or 0)
     return view.model_copy(
         update={

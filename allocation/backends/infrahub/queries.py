@@ -107,7 +107,9 @@ SITE_FIELDS = """
 """
 
 
-def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True) -> str:
+def view(
+    *, service: bool, site_variable: bool, held: bool, changes: bool = True, claims: bool = False
+) -> str:
     """The read of a step, as one document.
 
     ``service``: the service on the branch (``$identifier``) with its reservations, and the proposed
@@ -116,7 +118,8 @@ def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True
     the service's own location. Either way with its devices, the core switches' free customer ports,
     every pool and L2 domain. ``held`` (needs ``$site``): the port reservations at the site and, per
     pool that may apply, how many VLAN IDs and prefixes of each size are reserved
-    (``$vlan_site``/``$vlan_global``, ``$prefix_site``/``$prefix_global``)."""
+    (``$vlan_site``/``$vlan_global``, ``$prefix_site``/``$prefix_global``). ``claims``: only the port
+    reservations, at the site ``$site`` when given (without it, at every site)."""
     variables: list[str] = []
     fields: list[str] = []
     if service:
@@ -135,6 +138,8 @@ def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True
         )
     if site_variable or held:
         variables += ["$site: String!"]
+    elif claims:
+        variables += ["$site: String"]  # a null filter is ignored: every site's claims
     if site_variable:
         fields.append(f"LocationSite(shortname__value: $site) {{ edges {{ node {{ {SITE_FIELDS} }} }} }}")
     if service or site_variable:
@@ -151,8 +156,6 @@ def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True
             "$prefix_global: String!",
         ]
         fields += [
-            'held: ServiceReservation(site__value: $site, kind__value: "port") '
-            "{ edges { node { resource { value } device_index { value } service_identifier { value } } } }",
             'vlans_site: ServiceReservation(kind__value: "vlan", pool__value: $vlan_site) { count }',
             'vlans_global: ServiceReservation(kind__value: "vlan", pool__value: $vlan_global) { count }',
         ]
@@ -162,15 +165,21 @@ def view(*, service: bool, site_variable: bool, held: bool, changes: bool = True
                 f'kind__value: "prefix", pool__value: $prefix_{where}, size__value: {size}) {{ count }}'
                 for size in PREFIX_SIZES
             ]
+    if held or claims:
+        fields.append(
+            'held: ServiceReservation(site__value: $site, kind__value: "port") { edges { node { '
+            "resource { value } device_index { value } service_identifier { value } site { value } } } }"
+        )
     body = "\n  ".join(fields)
     return _expand(f"query View({', '.join(variables)}) {{\n  {body}\n}}")
 
 
 def generator_query() -> str:
-    """The Dedicated Internet generator's query (``generators/dedicated_internet.gql``): the first read
-    of a step for the service Infrahub runs the generator for (``$service_identifier``), so that a run
-    which finds everything in place needs nothing more."""
-    text = view(service=True, site_variable=False, held=False, changes=False)
+    """The Dedicated Internet generator's query (``generators/dedicated_internet.gql``): the read of a
+    step for the service Infrahub runs the generator for (``$service_identifier``, at ``$site``), with
+    the port claims at its site, so that a run needs no other read. The pools' room is not counted:
+    a pool with nothing left says so when asked."""
+    text = view(service=True, site_variable=False, held=False, changes=False, claims=True)
     text = text.replace("query View(", "query DedicatedInternet(", 1).replace(
         "$identifier", "$service_identifier"
     )
