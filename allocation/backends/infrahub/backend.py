@@ -487,38 +487,12 @@ class InfrahubInventory:
                 current = first.get((name, port.speed_mbps))
                 if current is None or policy.natural_key(port.name) < policy.natural_key(current.name):
                     first[(name, port.speed_mbps)] = port
-        free_ports = tuple(sorted(first.values(), key=lambda p: (p.device, p.speed_mbps)))
-        if not counted:
-            return PlanningView(
-                service=service,
-                site=site,
-                free_ports=free_ports,
-                switch_load=load,
-                allocating=True,
-                changes=changes,
-                handle=handle,
-            )
-        room: dict[str, int] = {}
-        for where, pool in (("site", f"{policy.VLAN_POOL} {shortname}"), ("global", policy.VLAN_POOL)):
-            if pool in numbers:
-                size = int(value(numbers[pool], "end_range")) - int(value(numbers[pool], "start_range")) + 1
-                room[pool] = size - int((data.get(f"vlans_{where}") or {}).get("count") or 0)
-        for where, pool in (("site", f"{policy.PREFIX_POOL} {shortname}"), ("global", policy.PREFIX_POOL)):
-            if pool in prefixes:
-                size = sum(
-                    IPv4Network(value(r, "prefix")).num_addresses for r in peers(prefixes[pool], "resources")
-                )
-                used = sum(
-                    block * int((data.get(f"prefixes_{where}_{block}") or {}).get("count") or 0)
-                    for block in q.PREFIX_SIZES
-                )
-                room[pool] = size - used
         return PlanningView(
             service=service,
             site=site,
-            free_ports=free_ports,
+            free_ports=tuple(sorted(first.values(), key=lambda p: (p.device, p.speed_mbps))),
             switch_load=load,
-            room=room,
+            room=_room(shortname, numbers, prefixes, data) if counted else None,
             allocating=True,
             changes=changes,
             handle=handle,
@@ -1682,6 +1656,29 @@ def _records_after(records: list[dict[str, Any]], ops: Sequence[m.Op]) -> list[d
         elif op.mutation == f"{RESERVATION}Delete":
             found.pop(key, None)
     return list(found.values())
+
+
+def _room(
+    shortname: str, numbers: dict[str, Any], prefixes: dict[str, Any], data: dict[str, Any]
+) -> dict[str, int]:
+    """What each pool that may serve the site has left, from the reservation counts of the step's read
+    (``queries.view(held=True)``): VLAN IDs of a number pool, addresses of a prefix pool."""
+    room: dict[str, int] = {}
+    for where, pool in (("site", f"{policy.VLAN_POOL} {shortname}"), ("global", policy.VLAN_POOL)):
+        if pool in numbers:
+            size = int(value(numbers[pool], "end_range")) - int(value(numbers[pool], "start_range")) + 1
+            room[pool] = size - int((data.get(f"vlans_{where}") or {}).get("count") or 0)
+    for where, pool in (("site", f"{policy.PREFIX_POOL} {shortname}"), ("global", policy.PREFIX_POOL)):
+        if pool in prefixes:
+            size = sum(
+                IPv4Network(value(r, "prefix")).num_addresses for r in peers(prefixes[pool], "resources")
+            )
+            used = sum(
+                block * int((data.get(f"prefixes_{where}_{block}") or {}).get("count") or 0)
+                for block in q.PREFIX_SIZES
+            )
+            room[pool] = size - used
+    return room
 
 
 def _view_after(view: PlanningView, read: _Read, ops: Sequence[m.Op]) -> PlanningView:
