@@ -150,8 +150,8 @@ class PlanningView(_Frozen):
     branch are not free, a port this service claimed is. ``switch_load`` counts the customer ports
     held per core switch index, ``room`` what each of the site's pools has left (VLAN IDs, or
     addresses of a prefix pool; None when not counted: the pools answer when asked), ``allocating``
-    whether the view holds what an allocation decides from (candidate ports and load), ``changes`` the proposed changes of every branch of the service
-    (any transition, any attempt), oldest first.
+    whether the view holds what an allocation decides from (candidate ports and load), ``changes``
+    the proposed changes of every branch of the service (any transition, any attempt), oldest first.
 
     ``handle`` is the backend's own record of what it read, so that a write decided from this view
     needs no second read (``Inventory.apply_changes``); it is not part of the view's value.
